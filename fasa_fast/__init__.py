@@ -1,0 +1,18 @@
+"""fasa_fast: fast FASA (adaptive feature augmentation and sampling) for long-tailed detection.
+
+Layers: ``fasa_fast.ops`` (custom ops with reference / C++ / CUDA / Triton backends),
+``fasa_fast.kernels`` (the Triton kernels, shipped from the repo's ``kernels/``).
+"""
+
+from fasa_fast._extension import extension_error, extension_loaded
+from fasa_fast.ops import fisher_distance, segmented_stats_update_
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "extension_error",
+    "extension_loaded",
+    "fisher_distance",
+    "segmented_stats_update_",
+]

@@ -1,0 +1,112 @@
+"""Build (once) and install mmcv with its compiled ops into the running interpreter's env.
+
+mmcv 2.1.0 is the newest mmcv that mmdet 3.3.0 accepts, and PyPI ships it only as an sdist.
+Its ``setup.py`` hard-codes ``-std=c++17``; torch >= 2.14 refuses anything below C++20
+(``ATen/ATen.h`` says so with an ``#error``). When — and only when — the installed torch's
+headers demand C++20, this script raises mmcv's flag to C++20; nothing else is changed.
+
+The built wheel is cached outside the repo (``$FASA_FAST_CACHE`` or ``~/.cache/fasa_fast``),
+keyed by mmcv version, torch version and the C++ standard, so a fresh clone (CI) reuses it and
+only a fresh machine pays the ~14 minute build on 2 cores.
+
+Usage: ``.venv/bin/python scripts/build_mmcv.py [--version 2.1.0]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    env = os.environ.get("FASA_FAST_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(xdg) / "fasa_fast"
+
+
+def torch_needs_cxx20() -> bool:
+    """True when the installed torch's own headers refuse a pre-C++20 compiler."""
+    import torch
+
+    aten = Path(torch.__file__).parent / "include" / "ATen" / "ATen.h"
+    return aten.is_file() and "C++20 or later" in aten.read_text()
+
+
+def patch_cxx_standard(setup_py: Path) -> int:
+    """Raise mmcv's hard-coded ``c++17`` flags to ``c++20``; returns how many were changed."""
+    text = setup_py.read_text()
+    new, count = re.subn(r"([-/]std[=:])c\+\+17", r"\1c++20", text)
+    if count == 0:
+        raise RuntimeError(f"no -std=c++17 flag found in {setup_py}; the mmcv sdist changed")
+    setup_py.write_text(new)
+    return count
+
+
+def pip(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True, env=env, cwd=cwd)
+
+
+def mmcv_installed_with_ops(version: str) -> bool:
+    code = (
+        "import mmcv, mmcv.ops, sys; "
+        f"sys.exit(0 if mmcv.__version__ == {version!r} else 1)"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", default="2.1.0")
+    args = parser.parse_args()
+
+    if mmcv_installed_with_ops(args.version):
+        print(f"[build_mmcv] mmcv {args.version} with ops already installed")
+        return 0
+
+    import torch
+
+    cxx20 = torch_needs_cxx20()
+    tag = f"mmcv-{args.version}_torch-{torch.__version__}_{'cxx20' if cxx20 else 'stock'}"
+    tag += f"_{sysconfig.get_platform()}_py{sys.version_info.major}{sys.version_info.minor}"
+    wheel_dir = cache_root() / "wheels" / tag
+    wheels = sorted(wheel_dir.glob("mmcv-*.whl")) if wheel_dir.is_dir() else []
+    if not wheels:
+        with tempfile.TemporaryDirectory(prefix="mmcv-build-") as tmp:
+            pip("download", "--no-deps", "--no-binary", ":all:", f"mmcv=={args.version}", "-d", tmp)
+            (sdist,) = Path(tmp).glob("mmcv-*.tar.gz")
+            with tarfile.open(sdist) as tar:
+                tar.extractall(tmp, filter="data")
+            src = Path(tmp) / f"mmcv-{args.version}"
+            if cxx20:
+                n = patch_cxx_standard(src / "setup.py")
+                print(f"[build_mmcv] torch needs C++20: raised {n} c++17 flag(s) in mmcv's setup.py")
+            env = dict(os.environ)
+            env["MMCV_WITH_OPS"] = "1"
+            env.pop("FORCE_CUDA", None)  # our own FORCE_CUDA must not switch mmcv to CUDA ops
+            env.setdefault("MAX_JOBS", str(os.cpu_count() or 2))
+            out = Path(tmp) / "dist"
+            print("[build_mmcv] building mmcv ops (about 14 minutes on 2 cores, once per machine)")
+            pip("wheel", "--no-build-isolation", "--no-deps", "-w", str(out), str(src), env=env)
+            wheel_dir.mkdir(parents=True, exist_ok=True)
+            for whl in out.glob("mmcv-*.whl"):
+                shutil.copy2(whl, wheel_dir / whl.name)
+        wheels = sorted(wheel_dir.glob("mmcv-*.whl"))
+    pip("install", "--no-deps", "--force-reinstall", str(wheels[-1]))
+    if not mmcv_installed_with_ops(args.version):
+        raise SystemExit("[build_mmcv] mmcv installed but `import mmcv.ops` fails")
+    print(f"[build_mmcv] installed {wheels[-1].name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
