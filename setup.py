@@ -44,7 +44,10 @@ def real_cuda_home() -> str | None:
         return "/usr/local/cuda" if os.path.exists("/usr/local/cuda/bin/nvcc") else None
     try:
         out = subprocess.run(
-            [nvcc, "-dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull], capture_output=True, text=True, timeout=60
+            [nvcc, "-dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         match = re.search(r"_HERE_=(\S+)", out.stdout + out.stderr)
     except (OSError, subprocess.SubprocessError):
@@ -74,6 +77,13 @@ def want_cuda(torch) -> bool:
     return False
 
 
+def default_arch_list(torch) -> None:
+    """With no GPU to ask and no TORCH_CUDA_ARCH_LIST, build for Hopper (H100/H200)."""
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
+        log(f"no GPU visible: TORCH_CUDA_ARCH_LIST defaults to {DEFAULT_CUDA_ARCH_LIST}")
+
+
 def extensions() -> list:
     cuda_home = real_cuda_home()
     if cuda_home:
@@ -84,9 +94,7 @@ def extensions() -> list:
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     cxx_flags = ["-O3"]
     if want_cuda(torch):
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
-            log(f"no GPU visible: TORCH_CUDA_ARCH_LIST defaults to {DEFAULT_CUDA_ARCH_LIST}")
+        default_arch_list(torch)
         log(f"building CUDA kernels with {cuda_home} for {os.environ.get('TORCH_CUDA_ARCH_LIST')}")
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         return [
@@ -105,15 +113,17 @@ def build_ext_class():
     return BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)
 
 
-setup(
-    name="fasa_fast",
-    version="0.1.0",
-    description="Fast FASA (feature augmentation and sampling adaptation) for long-tailed "
-    "instance segmentation",
-    packages=find_packages(include=["fasa_fast", "fasa_fast.*"]) + ["fasa_fast.kernels"],
-    package_dir={"fasa_fast.kernels": "kernels"},
-    python_requires=">=3.10",
-    ext_modules=extensions(),
-    cmdclass={"build_ext": build_ext_class()},
-    zip_safe=False,
-)
+# setuptools executes this file as __main__; tests import it to check the helpers above.
+if __name__ == "__main__":
+    setup(
+        name="fasa_fast",
+        version="0.1.0",
+        description="Fast FASA (feature augmentation and sampling adaptation) for long-tailed "
+        "instance segmentation",
+        packages=find_packages(include=["fasa_fast", "fasa_fast.*"]) + ["fasa_fast.kernels"],
+        package_dir={"fasa_fast.kernels": "kernels"},
+        python_requires=">=3.10",
+        ext_modules=extensions(),
+        cmdclass={"build_ext": build_ext_class()},
+        zip_safe=False,
+    )

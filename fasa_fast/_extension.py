@@ -11,6 +11,8 @@ import importlib
 import warnings
 from types import ModuleType
 
+import torch  # noqa: F401  (loads libc10/libtorch, which the extension links against)
+
 _module: ModuleType | None = None
 _error: str | None = None
 

@@ -27,10 +27,26 @@ def _fisher_distance_kernel(
         for d0 in range(0, dim, BLOCK_D):
             dd = d0 + tl.arange(0, BLOCK_D)
             d_ok = dd < dim
-            mi = tl.load(mean_ptr + ii[:, None] * dim + dd[None, :], mask=i_ok[:, None] & d_ok[None, :], other=0.0)
-            vi = tl.load(var_ptr + ii[:, None] * dim + dd[None, :], mask=i_ok[:, None] & d_ok[None, :], other=1.0)
-            mj = tl.load(mean_ptr + jj[:, None] * dim + dd[None, :], mask=j_ok[:, None] & d_ok[None, :], other=0.0)
-            vj = tl.load(var_ptr + jj[:, None] * dim + dd[None, :], mask=j_ok[:, None] & d_ok[None, :], other=1.0)
+            mi = tl.load(
+                mean_ptr + ii[:, None] * dim + dd[None, :],
+                mask=i_ok[:, None] & d_ok[None, :],
+                other=0.0,
+            )
+            vi = tl.load(
+                var_ptr + ii[:, None] * dim + dd[None, :],
+                mask=i_ok[:, None] & d_ok[None, :],
+                other=1.0,
+            )
+            mj = tl.load(
+                mean_ptr + jj[:, None] * dim + dd[None, :],
+                mask=j_ok[:, None] & d_ok[None, :],
+                other=0.0,
+            )
+            vj = tl.load(
+                var_ptr + jj[:, None] * dim + dd[None, :],
+                mask=j_ok[:, None] & d_ok[None, :],
+                other=1.0,
+            )
             diff = mi[:, None, :] - mj[None, :, :]
             term = diff * diff / (vi[:, None, :] + vj[None, :, :] + eps)
             acc += tl.sum(term, axis=2)

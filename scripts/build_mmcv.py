@@ -57,10 +57,7 @@ def pip(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -
 
 
 def mmcv_installed_with_ops(version: str) -> bool:
-    code = (
-        "import mmcv, mmcv.ops, sys; "
-        f"sys.exit(0 if mmcv.__version__ == {version!r} else 1)"
-    )
+    code = f"import mmcv, mmcv.ops, sys; sys.exit(0 if mmcv.__version__ == {version!r} else 1)"
     return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
@@ -89,7 +86,9 @@ def main() -> int:
             src = Path(tmp) / f"mmcv-{args.version}"
             if cxx20:
                 n = patch_cxx_standard(src / "setup.py")
-                print(f"[build_mmcv] torch needs C++20: raised {n} c++17 flag(s) in mmcv's setup.py")
+                print(
+                    f"[build_mmcv] torch needs C++20: raised {n} c++17 flag(s) in mmcv's setup.py"
+                )
             env = dict(os.environ)
             env["MMCV_WITH_OPS"] = "1"
             env.pop("FORCE_CUDA", None)  # our own FORCE_CUDA must not switch mmcv to CUDA ops

@@ -18,13 +18,17 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
 
 def check_dim(name: str, tensor: torch.Tensor, ndim: int, layout: str) -> None:
     if tensor.dim() != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-D {layout} tensor, got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name}: expected a {ndim}-D {layout} tensor, got shape {tuple(tensor.shape)}"
+        )
 
 
 def check_dtype(name: str, tensor: torch.Tensor, allowed: tuple[torch.dtype, ...]) -> None:
     if tensor.dtype not in allowed:
         names = ", ".join(str(d).replace("torch.", "") for d in allowed)
-        raise TypeError(f"{name}: expected dtype {names}, got {str(tensor.dtype).replace('torch.', '')}")
+        raise TypeError(
+            f"{name}: expected dtype {names}, got {str(tensor.dtype).replace('torch.', '')}"
+        )
 
 
 def check_same_device(reference_name: str, reference: torch.Tensor, **others: torch.Tensor) -> None:

@@ -32,7 +32,9 @@ def fisher_distance(
     check_dtype("mean", mean, (torch.float32,))
     check_dtype("std", std, (torch.float32,))
     if std.shape != mean.shape:
-        raise ValueError(f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}")
+        raise ValueError(
+            f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}"
+        )
     if mean.shape[1] == 0:
         raise ValueError("mean: expected D >= 1 feature dimensions, got 0")
     check_same_device("mean", mean, std=std)

@@ -40,7 +40,9 @@ def segmented_stats_update_reference(
     num_classes, dim = mean.shape
     valid = (labels >= 0) & (labels < num_classes)
     # Invalid rows go to a dump bucket at index C, dropped below.
-    bucket = torch.where(valid, labels.long(), torch.full_like(labels, num_classes, dtype=torch.long))
+    bucket = torch.where(
+        valid, labels.long(), torch.full_like(labels, num_classes, dtype=torch.long)
+    )
     x = features.to(torch.float64)
     counts = torch.zeros(num_classes + 1, dtype=torch.float64, device=x.device)
     counts.index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float64))

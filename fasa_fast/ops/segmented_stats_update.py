@@ -59,9 +59,13 @@ def segmented_stats_update_(
             f"mean: expected D={features.shape[1]} columns (the feature dim), got shape {tuple(mean.shape)}"
         )
     if std.shape != mean.shape:
-        raise ValueError(f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}")
+        raise ValueError(
+            f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}"
+        )
     if seen.shape != (mean.shape[0],):
-        raise ValueError(f"seen: expected shape ({mean.shape[0]},) (C of mean), got {tuple(seen.shape)}")
+        raise ValueError(
+            f"seen: expected shape ({mean.shape[0]},) (C of mean), got {tuple(seen.shape)}"
+        )
     check_same_device("mean", mean, features=features, labels=labels, std=std, seen=seen)
     for name, tensor in (("mean", mean), ("std", std), ("seen", seen)):
         check_state(name, tensor)

@@ -1,0 +1,21 @@
+# The two README commands: `make demo` and `make test`. Both create/update .venv first.
+PY := .venv/bin/python
+
+.PHONY: env demo test lint bench gpu-check
+
+env:
+	bash scripts/setup_env.sh
+
+demo: env
+	$(PY) -m fasa_fast.demo
+
+lint: env
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest tests/ -q
+	$(PY) -m pytest benchmarks/ --benchmark-only -q --quick
+
+bench: env
+	$(PY) -m pytest benchmarks/ --benchmark-only --benchmark-json=results/benchmarks_cpu.json

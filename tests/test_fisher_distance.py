@@ -1,0 +1,77 @@
+"""fisher_distance on every backend against the float64 oracle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fasa_fast.ops import _library, fisher_distance
+from tests.oracle import fisher_oracle
+
+TOL = {"atol": 1e-5, "rtol": 1e-4}
+
+SHAPES = [
+    ("one-class", 1, 8),
+    ("two-classes", 2, 3),
+    ("odd-sizes", 37, 45),
+    ("tile-edges", 33, 64),
+    ("dim-one", 5, 1),
+]
+
+
+@pytest.mark.parametrize("case", SHAPES, ids=[s[0] for s in SHAPES])
+def test_matches_oracle(device_backend, case):
+    _, c, d = case
+    mean = torch.randn(c, d, device=device_backend) * 2
+    std = torch.rand(c, d, device=device_backend) + 0.05
+    out = fisher_distance(mean, std, eps=1e-6)
+    assert out.shape == (c, c) and out.dtype == torch.float32
+    torch.testing.assert_close(out.cpu().double(), fisher_oracle(mean, std, 1e-6), **TOL)
+    assert torch.equal(out, out.T)
+    assert (out.diagonal() == 0).all()
+
+
+def test_empty_and_subset(device_backend):
+    mean = torch.randn(10, 6, device=device_backend)
+    std = torch.rand(10, 6, device=device_backend) + 0.1
+    assert fisher_distance(mean[:0], std[:0]).shape == (0, 0)
+    classes = torch.tensor([7, 2, 5], device=device_backend)
+    sub = fisher_distance(mean, std, classes=classes)
+    full = fisher_distance(mean, std)
+    torch.testing.assert_close(sub, full[classes][:, classes], **TOL)
+
+
+def test_zero_variance_uses_eps(device_backend):
+    mean = torch.tensor([[0.0, 1.0], [2.0, 1.0]], device=device_backend)
+    std = torch.zeros(2, 2, device=device_backend)
+    out = fisher_distance(mean, std, eps=0.5)
+    assert out[0, 1].item() == pytest.approx((4 / 0.5 + 0) / 2)
+
+
+def test_non_contiguous_inputs(device_backend):
+    mean = torch.randn(12, 20, device=device_backend).T  # [20, 12] non-contiguous
+    std = (torch.rand(12, 20, device=device_backend) + 0.1).T
+    torch.testing.assert_close(
+        fisher_distance(mean, std).cpu().double(), fisher_oracle(mean, std, 1e-6), **TOL
+    )
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    c=st.integers(1, 20),
+    d=st.integers(1, 40),
+    scale=st.floats(1e-2, 1e2),
+    seed=st.integers(0, 2**31 - 1),
+    backend=st.sampled_from(
+        [b for b in _library.BACKENDS if b != "native" or _library.native_available("cpu")]
+    ),
+)
+def test_property_random_shapes(c, d, scale, seed, backend):
+    gen = torch.Generator().manual_seed(seed)
+    mean = torch.randn(c, d, generator=gen) * scale
+    std = torch.rand(c, d, generator=gen) * scale + 1e-3
+    with _library.use_backend("cpu", backend):
+        out = fisher_distance(mean, std)
+    torch.testing.assert_close(out.double(), fisher_oracle(mean, std, 1e-6), **TOL)

@@ -1,0 +1,131 @@
+"""segmented_stats_update_ on every backend against the float64 oracle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fasa_fast.ops import _library, segmented_stats_update_
+from tests.oracle import stats_update_oracle
+
+TOL = {"atol": 2e-5, "rtol": 2e-5}
+
+
+def fresh_state(num_classes, dim, device, initialised=False):
+    if initialised:  # a state already carried over from earlier steps
+        mean = torch.randn(num_classes, dim, device=device)
+        std = torch.rand(num_classes, dim, device=device) + 0.1
+        seen = torch.randint(0, 3, (num_classes,), device=device)
+    else:
+        mean = torch.zeros(num_classes, dim, device=device)
+        std = torch.zeros(num_classes, dim, device=device)
+        seen = torch.zeros(num_classes, dtype=torch.long, device=device)
+    return mean, std, seen
+
+
+def check_against_oracle(features, labels, state, momentum=0.1, momentum_on_var=False):
+    mean, std, seen = state
+    expected = stats_update_oracle(features, labels, mean, std, seen, momentum, momentum_on_var)
+    segmented_stats_update_(features, labels, mean, std, seen, momentum, momentum_on_var)
+    torch.testing.assert_close(mean.cpu().double(), expected[0], **TOL)
+    torch.testing.assert_close(std.cpu().double(), expected[1], **TOL)
+    assert torch.equal(seen.cpu(), expected[2])
+
+
+# (case id, N, C, D, label generator)
+LAYOUTS = [
+    ("mixed-with-background-and-ignore", 64, 7, 33, lambda n, c: torch.randint(-2, c + 2, (n,))),
+    ("empty-batch", 0, 5, 8, lambda n, c: torch.zeros(0, dtype=torch.long)),
+    ("all-background", 16, 5, 8, lambda n, c: torch.full((n,), c)),
+    ("all-ignored", 16, 5, 8, lambda n, c: torch.full((n,), -1)),
+    ("one-class", 20, 1, 17, lambda n, c: torch.zeros(n, dtype=torch.long)),
+    ("every-row-distinct", 9, 9, 16, lambda n, c: torch.randperm(n)),
+    ("one-row-classes", 6, 12, 5, lambda n, c: torch.tensor([0, 3, 3, 5, 11, 12])),
+    ("odd-dim-many-rows", 300, 4, 129, lambda n, c: torch.randint(0, c, (n,))),
+]
+
+
+@pytest.mark.parametrize("momentum_on_var", [False, True], ids=["std", "var"])
+@pytest.mark.parametrize("initialised", [False, True], ids=["fresh", "carried"])
+@pytest.mark.parametrize("case", LAYOUTS, ids=[case[0] for case in LAYOUTS])
+def test_layouts(device_backend, case, initialised, momentum_on_var):
+    _, n, c, d, make_labels = case
+    features = torch.randn(n, d, device=device_backend) * 3 + 1
+    labels = make_labels(n, c).to(device_backend)
+    state = fresh_state(c, d, device_backend, initialised)
+    check_against_oracle(features, labels, state, 0.1, momentum_on_var)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_feature_dtypes(device_backend, dtype):
+    features = (torch.randn(48, 24) * 2).to(dtype).to(device_backend)
+    labels = torch.randint(0, 6, (48,), device=device_backend)
+    state = fresh_state(5, 24, device_backend, initialised=True)
+    check_against_oracle(features, labels, state)
+    assert state[0].dtype == torch.float32 and state[1].dtype == torch.float32
+
+
+def test_large_magnitude_is_stable(device_backend):
+    # Offset 1e4, spread 1: a one-pass fp32 sum of squares would lose the variance entirely.
+    features = 1e4 + torch.randn(40, 16, device=device_backend)
+    labels = torch.randint(0, 3, (40,), device=device_backend)
+    mean, std, seen = fresh_state(3, 16, device_backend)
+    expected = stats_update_oracle(features, labels, mean, std, seen, 0.1, False)
+    segmented_stats_update_(features, labels, mean, std, seen)
+    torch.testing.assert_close(std.cpu().double(), expected[1], atol=1e-3, rtol=1e-3)
+    assert (std > 0.2).all()  # the spread survived
+
+
+def test_non_contiguous_and_int32(device_backend):
+    base = torch.randn(32, 80, device=device_backend)
+    features = base[:, ::4]  # [32, 20], stride 4 in the feature dim
+    labels = torch.randint(-1, 5, (64,), device=device_backend).to(torch.int32)[::2]
+    assert not features.is_contiguous() and not labels.is_contiguous()
+    check_against_oracle(features, labels, fresh_state(4, 20, device_backend, initialised=True))
+
+
+def test_successive_steps_follow_momentum(device_backend):
+    state = fresh_state(6, 10, device_backend)
+    for step in range(4):
+        features = torch.randn(30, 10, device=device_backend) + step
+        labels = torch.randint(0, 7, (30,), device=device_backend)
+        check_against_oracle(features, labels, state, momentum=0.25)
+
+
+def test_hand_computed_case():
+    # class 0: rows [1, 2], [3, 6] -> mean [2, 4], unbiased std [sqrt(2), sqrt(8)]
+    # class 1: one row [5, 5]; then a second step pushes class 0 with momentum 0.5.
+    features = torch.tensor([[1.0, 2.0], [3.0, 6.0], [5.0, 5.0], [9.0, 9.0]])
+    labels = torch.tensor([0, 0, 1, 2])  # 2 is background for C = 2
+    mean, std, seen = torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, dtype=torch.long)
+    segmented_stats_update_(features, labels, mean, std, seen, momentum=0.5)
+    assert mean.tolist() == [[2.0, 4.0], [5.0, 5.0]]
+    torch.testing.assert_close(std, torch.tensor([[2.0**0.5, 8.0**0.5], [0.0, 0.0]]))
+    assert seen.tolist() == [1, 1]
+    segmented_stats_update_(features[:2] + 2, labels[:2], mean, std, seen, momentum=0.5)
+    assert mean.tolist() == [[3.0, 5.0], [5.0, 5.0]]
+    torch.testing.assert_close(std, torch.tensor([[2.0**0.5, 8.0**0.5], [0.0, 0.0]]))
+    assert seen.tolist() == [2, 1]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    n=st.integers(0, 40),
+    c=st.integers(1, 8),
+    d=st.integers(1, 20),
+    seed=st.integers(0, 2**31 - 1),
+    momentum=st.floats(0.0, 1.0),
+    momentum_on_var=st.booleans(),
+    backend=st.sampled_from(
+        [b for b in _library.BACKENDS if b != "native" or _library.native_available("cpu")]
+    ),
+)
+def test_property_random_layouts(n, c, d, seed, momentum, momentum_on_var, backend):
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, d, generator=gen) * 5
+    labels = torch.randint(-2, c + 2, (n,), generator=gen)
+    with _library.use_backend("cpu", backend):
+        state = fresh_state(c, d, "cpu", initialised=seed % 2 == 0)
+        check_against_oracle(features, labels, state, momentum, momentum_on_var)
