@@ -49,4 +49,28 @@ inline void check_fisher_args(const at::Tensor& mean, const at::Tensor& std_, do
   TORCH_CHECK(eps >= 0.0, "eps: expected >= 0, got ", eps);
 }
 
+inline void check_sample_args(const at::Tensor& mean, const at::Tensor& std_,
+                              const at::Tensor& seen, const at::Tensor& prob,
+                              const at::Tensor& rng_state, int64_t k, int64_t capacity) {
+  TORCH_CHECK(mean.dim() == 2, "mean: expected a 2-D [C, D] tensor, got ", mean.sizes());
+  TORCH_CHECK(std_.sizes() == mean.sizes(), "std: expected shape ", mean.sizes(), ", got ",
+              std_.sizes());
+  TORCH_CHECK(mean.scalar_type() == at::kFloat && std_.scalar_type() == at::kFloat,
+              "mean/std: expected float32");
+  const int64_t n_classes = mean.size(0);
+  TORCH_CHECK(seen.dim() == 1 && seen.size(0) == n_classes && seen.scalar_type() == at::kLong,
+              "seen: expected an int64 tensor of shape [", n_classes, "]");
+  TORCH_CHECK(prob.dim() == 1 && prob.size(0) == n_classes && prob.scalar_type() == at::kFloat,
+              "prob: expected a float32 tensor of shape [", n_classes, "]");
+  TORCH_CHECK(rng_state.dim() == 1 && rng_state.size(0) == 2 &&
+                  rng_state.scalar_type() == at::kLong && rng_state.is_contiguous(),
+              "rng_state: expected a contiguous int64 tensor of shape [2] (seed, call counter)");
+  TORCH_CHECK(k >= 1, "k: expected >= 1, got ", k);
+  TORCH_CHECK(capacity >= 0, "capacity: expected >= 0, got ", capacity);
+  const auto device = mean.device();
+  TORCH_CHECK(std_.device() == device && seen.device() == device && prob.device() == device &&
+                  rng_state.device() == device,
+              "all tensors must be on one device");
+}
+
 }  // namespace fasa_fast

@@ -9,6 +9,9 @@ TORCH_LIBRARY(fasa_fast, m) {
       "segmented_stats_update_(Tensor features, Tensor labels, Tensor(a!) mean, "
       "Tensor(b!) std, Tensor(c!) seen, float momentum, bool momentum_on_var) -> ()");
   m.def("fisher_distance(Tensor mean, Tensor std, float eps) -> Tensor");
+  m.def(
+      "sample_virtual_features(Tensor mean, Tensor std, Tensor seen, Tensor prob, "
+      "Tensor(a!) rng_state, int k, int capacity) -> (Tensor, Tensor, Tensor)");
 }
 
 // Importing fasa_fast._C loads this library and runs the registrations above; the module

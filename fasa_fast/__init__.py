@@ -5,7 +5,12 @@ Layers: ``fasa_fast.ops`` (custom ops with reference / C++ / CUDA / Triton backe
 """
 
 from fasa_fast._extension import extension_error, extension_loaded
-from fasa_fast.ops import fisher_distance, segmented_stats_update_
+from fasa_fast.ops import (
+    fisher_distance,
+    make_rng_state,
+    sample_virtual_features,
+    segmented_stats_update_,
+)
 
 __version__ = "0.1.0"
 
@@ -14,5 +19,7 @@ __all__ = [
     "extension_error",
     "extension_loaded",
     "fisher_distance",
+    "make_rng_state",
+    "sample_virtual_features",
     "segmented_stats_update_",
 ]

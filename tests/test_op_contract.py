@@ -6,7 +6,12 @@ import pytest
 import torch
 
 import fasa_fast
-from fasa_fast.ops import fisher_distance, segmented_stats_update_
+from fasa_fast.ops import (
+    fisher_distance,
+    make_rng_state,
+    sample_virtual_features,
+    segmented_stats_update_,
+)
 
 
 def stats_args(device, n=24, c=5, d=12):
@@ -31,6 +36,63 @@ def test_opcheck_fisher_distance(device_backend):
     mean = torch.randn(9, 7, device=device_backend)
     std = torch.rand(9, 7, device=device_backend) + 0.1
     torch.library.opcheck(torch.ops.fasa_fast.fisher_distance.default, (mean, std, 1e-6))
+
+
+def test_opcheck_sample_virtual_features(device_backend):
+    c, d = 11, 6
+    args = (
+        torch.randn(c, d, device=device_backend),
+        torch.rand(c, d, device=device_backend),
+        torch.ones(c, dtype=torch.long, device=device_backend),
+        torch.full((c,), 0.5, device=device_backend),
+        make_rng_state(4, device_backend),
+        2,
+        8,
+    )
+    torch.library.opcheck(torch.ops.fasa_fast.sample_virtual_features.default, args)
+
+
+def fasa_training_step(fc, features, labels, mean, std, seen, prob, rng_state):
+    """FASA's training-side work for one step: statistics update, virtual features, and the
+    virtual-feature loss through the classifier (method §1-2)."""
+    segmented_stats_update_(features, labels, mean, std, seen, 0.1, False)
+    virtual, virtual_labels, _ = sample_virtual_features(mean, std, seen, prob, rng_state, 1, 16)
+    valid = (virtual_labels >= 0).float()
+    per_row = torch.nn.functional.cross_entropy(
+        fc(virtual), virtual_labels.clamp(min=0), reduction="none"
+    )
+    return (per_row * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def training_inputs(c=6, d=8, n=40):
+    fc = torch.nn.Linear(d, c + 1)
+    features = torch.randn(n, d, requires_grad=True)
+    labels = torch.randint(0, c + 1, (n,))
+    state = (torch.zeros(c, d), torch.zeros(c, d), torch.zeros(c, dtype=torch.long))
+    return fc, features, labels, state, torch.ones(c), make_rng_state(11)
+
+
+def test_virtual_loss_sends_gradient_to_classifier_only():
+    fc, features, labels, (mean, std, seen), prob, rng = training_inputs()
+    loss = fasa_training_step(fc, features, labels, mean, std, seen, prob, rng)
+    assert loss.requires_grad
+    loss.backward()
+    assert fc.weight.grad is not None and fc.weight.grad.abs().sum() > 0
+    assert features.grad is None  # no path from the virtual loss back into the real features
+    assert mean.grad is None and not mean.requires_grad and not std.requires_grad
+
+
+def test_training_step_compiles_fullgraph():
+    fc, features, labels, state, prob, rng = training_inputs()
+    eager_state = [t.clone() for t in state]
+    eager_rng = rng.clone()
+    expected = fasa_training_step(fc, features, labels, *eager_state, prob, eager_rng)
+    compiled = torch.compile(fasa_training_step, fullgraph=True, backend="aot_eager")
+    got = compiled(fc, features, labels, *state, prob, rng)
+    torch.testing.assert_close(got, expected)
+    for a, b in zip(state, eager_state, strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.equal(rng, eager_rng)
 
 
 def test_stats_update_takes_no_gradient_into_state():

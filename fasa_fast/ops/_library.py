@@ -44,7 +44,7 @@ def _op_defined(name: str) -> bool:
 # Without the extension the schemas are defined here, from the same strings.
 _definitions: torch.library.Library | None = None
 if not all(_op_defined(name) for name in SCHEMAS):
-    _definitions = torch.library.Library(NAMESPACE, "DEF")  # noqa: TOR901
+    _definitions = torch.library.Library(NAMESPACE, "FRAGMENT")  # noqa: TOR901
     for _name, _schema in SCHEMAS.items():
         if not _op_defined(_name):
             _definitions.define(_name + _schema)
@@ -70,11 +70,13 @@ def triton_available() -> bool:
 
 def _triton_impls() -> dict[str, Callable]:
     from fasa_fast.kernels.fisher_distance import fisher_distance_triton
+    from fasa_fast.kernels.sample_virtual_features import sample_virtual_features_triton
     from fasa_fast.kernels.segmented_stats_update import segmented_stats_update_triton
 
     return {
         "segmented_stats_update_": segmented_stats_update_triton,
         "fisher_distance": fisher_distance_triton,
+        "sample_virtual_features": sample_virtual_features_triton,
     }
 
 
@@ -82,6 +84,7 @@ def _reference_impls() -> dict[str, Callable]:
     return {
         "segmented_stats_update_": reference.segmented_stats_update_reference,
         "fisher_distance": reference.fisher_distance_reference,
+        "sample_virtual_features": reference.sample_virtual_features_reference,
     }
 
 
@@ -157,6 +160,15 @@ def _segmented_stats_update_fake(features, labels, mean, std, seen, momentum, mo
 @torch.library.register_fake(_qualname("fisher_distance"))
 def _fisher_distance_fake(mean, std, eps):
     return mean.new_empty(mean.shape[0], mean.shape[0])
+
+
+@torch.library.register_fake(_qualname("sample_virtual_features"))
+def _sample_virtual_features_fake(mean, std, seen, prob, rng_state, k, capacity):
+    return (
+        mean.new_empty(capacity, mean.shape[1]),
+        mean.new_empty(capacity, dtype=torch.long),
+        mean.new_empty(2, dtype=torch.long),
+    )
 
 
 def _not_differentiable(name: str) -> Callable:

@@ -12,4 +12,8 @@ SCHEMAS: dict[str, str] = {
         "float momentum, bool momentum_on_var) -> ()"
     ),
     "fisher_distance": "(Tensor mean, Tensor std, float eps) -> Tensor",
+    "sample_virtual_features": (
+        "(Tensor mean, Tensor std, Tensor seen, Tensor prob, Tensor(a!) rng_state, int k, "
+        "int capacity) -> (Tensor, Tensor, Tensor)"
+    ),
 }

@@ -1,0 +1,82 @@
+"""Benchmark set-up: LVIS-shaped inputs and the quick mode used by the test command.
+
+``--quick`` runs every benchmark once on small shapes (the benchmark code is checked, no
+timing claim); without it shapes are LVIS v1's: C = 1203, D = 1024, N = 1024 RoIs with 256
+positives drawn from the real training instance distribution. That distribution is read from
+``$FASA_FAST_LVIS_STATS`` or ``../shared/data/lvis_v1_train_category_stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STATS = ROOT.parent / "shared" / "data" / "lvis_v1_train_category_stats.json"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        help="run every benchmark once on small shapes (checks the code, measures nothing)",
+    )
+
+
+@dataclass(frozen=True)
+class Shape:
+    num_classes: int
+    dim: int
+    rois: int
+    positives: int
+
+
+@pytest.fixture(scope="session")
+def quick(request) -> bool:
+    return request.config.getoption("--quick")
+
+
+@pytest.fixture(scope="session")
+def shape(quick) -> Shape:
+    return Shape(40, 64, 128, 32) if quick else Shape(1203, 1024, 1024, 256)
+
+
+@pytest.fixture(scope="session")
+def instance_counts(shape) -> torch.Tensor:
+    """Per-class training instance counts of LVIS v1 (the first C classes in quick mode)."""
+    path = Path(os.environ.get("FASA_FAST_LVIS_STATS", DEFAULT_STATS))
+    if not path.is_file():
+        pytest.fail(f"LVIS category statistics not found at {path}; set FASA_FAST_LVIS_STATS")
+    categories = sorted(json.loads(path.read_text()), key=lambda c: c["id"])
+    counts = torch.tensor([c["instance_count"] for c in categories], dtype=torch.float64)
+    return counts[: shape.num_classes]
+
+
+@pytest.fixture
+def run(benchmark, quick):
+    """``run(fn, *args)``: time fn (once in quick mode) and return its result."""
+
+    def _run(fn, *args, **kwargs):
+        if quick:
+            return benchmark.pedantic(fn, args=args, kwargs=kwargs, rounds=1, iterations=1)
+        return benchmark(fn, *args, **kwargs)
+
+    return _run
+
+
+def lvis_batch(shape: Shape, instance_counts: torch.Tensor, device: str, seed: int = 0):
+    """One step's RoI features and labels: positives drawn in proportion to instance counts,
+    the rest background (label C)."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.full((shape.rois,), shape.num_classes, dtype=torch.long)
+    labels[: shape.positives] = torch.multinomial(
+        instance_counts, shape.positives, replacement=True, generator=gen
+    )
+    labels = labels[torch.randperm(shape.rois, generator=gen)]
+    features = torch.randn(shape.rois, shape.dim, generator=gen).relu()
+    return features.to(device), labels.to(device)

@@ -1,0 +1,91 @@
+"""Per-op benchmarks: every backend that runs here against the baselines, LVIS shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.baselines import (
+    fisher_distance_chunked,
+    stats_update_per_class_loop,
+    stats_update_vectorised,
+)
+from benchmarks.conftest import lvis_batch
+from fasa_fast.ops import _library, fisher_distance, segmented_stats_update_
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def backends(device):
+    out = ["reference"]
+    if _library.native_available(device):
+        out.append("native")
+    if device == "cuda" and _library.triton_available():
+        out.append("triton")
+    return out
+
+
+CASES = [(d, b) for d in DEVICES for b in backends(d)]
+
+
+def fresh_state(shape, device):
+    return (
+        torch.zeros(shape.num_classes, shape.dim, device=device),
+        torch.zeros(shape.num_classes, shape.dim, device=device),
+        torch.zeros(shape.num_classes, dtype=torch.long, device=device),
+    )
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize(("device", "backend"), CASES, ids=[f"{d}-{b}" for d, b in CASES])
+def test_stats_update(run, benchmark, shape, instance_counts, device, backend):
+    features, labels = lvis_batch(shape, instance_counts, device)
+    state = fresh_state(shape, device)
+    segmented_stats_update_(features, labels, *state)  # first sighting done: measure momentum steps
+
+    def step():
+        segmented_stats_update_(features, labels, *state)
+        sync(device)
+
+    benchmark.extra_info.update(shape=vars(shape), device=device, backend=backend)
+    with _library.use_backend(device, backend):
+        run(step)
+
+
+@pytest.mark.parametrize(
+    "baseline", [stats_update_per_class_loop, stats_update_vectorised], ids=["loop", "vectorised"]
+)
+@pytest.mark.parametrize("device", DEVICES)
+def test_stats_update_baseline(run, benchmark, shape, instance_counts, device, baseline):
+    features, labels = lvis_batch(shape, instance_counts, device)
+    state = fresh_state(shape, device)
+    baseline(features, labels, *state)
+
+    def step():
+        baseline(features, labels, *state)
+        sync(device)
+
+    benchmark.extra_info.update(shape=vars(shape), device=device, backend=baseline.__name__)
+    run(step)
+
+
+@pytest.mark.parametrize(("device", "backend"), CASES, ids=[f"{d}-{b}" for d, b in CASES])
+def test_fisher_distance(run, benchmark, shape, device, backend):
+    mean = torch.randn(shape.num_classes, shape.dim, device=device)
+    std = torch.rand(shape.num_classes, shape.dim, device=device) + 0.1
+    benchmark.extra_info.update(shape=vars(shape), device=device, backend=backend)
+    with _library.use_backend(device, backend):
+        out = run(lambda: (fisher_distance(mean, std), sync(device))[0])
+    assert out.shape == (shape.num_classes, shape.num_classes)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fisher_distance_baseline(run, benchmark, shape, device):
+    mean = torch.randn(shape.num_classes, shape.dim, device=device)
+    std = torch.rand(shape.num_classes, shape.dim, device=device) + 0.1
+    benchmark.extra_info.update(shape=vars(shape), device=device, backend="chunked torch")
+    run(lambda: (fisher_distance_chunked(mean, std), sync(device))[0])

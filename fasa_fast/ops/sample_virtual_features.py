@@ -1,0 +1,87 @@
+"""``sample_virtual_features``: FASA's Bernoulli-masked Gaussian virtual features (method §2)."""
+
+from __future__ import annotations
+
+import torch
+
+from fasa_fast.ops._validate import (
+    check_dim,
+    check_dtype,
+    check_same_device,
+    check_state,
+    check_tensor,
+)
+
+
+def make_rng_state(seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A fresh ``rng_state`` for ``sample_virtual_features``: ``[seed, call counter = 0]``."""
+    if not -(2**63) <= int(seed) < 2**63:
+        raise ValueError(f"seed: expected a 64-bit integer, got {seed}")
+    return torch.tensor([int(seed), 0], dtype=torch.int64, device=device)
+
+
+def sample_virtual_features(
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    seen: torch.Tensor,
+    prob: torch.Tensor,
+    rng_state: torch.Tensor,
+    k: int = 1,
+    capacity: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bernoulli(``prob``) class selection and ``k`` Gaussian features per selected class.
+
+    Shapes are fixed by ``capacity`` and nothing is read back to the host, so a training step
+    that calls this stays CUDA-graph capturable.
+
+    Args:
+        mean, std: ``[C, D]`` float32 running class statistics.
+        seen: ``[C]`` int64; only classes with ``seen > 0`` are eligible.
+        prob: ``[C]`` float32 selection probabilities (values outside [0, 1] act as clamped).
+        rng_state: ``[2]`` int64 ``(seed, call counter)`` on the same device, advanced in place;
+            the same state gives the same draw on every backend (see ``make_rng_state``).
+        k: features per selected class (>= 1).
+        capacity: rows of the output (>= 0). When ``k`` times the number of selected classes
+            exceeds it, whole classes beyond it are dropped in a cyclic class order that starts
+            at a random class each call; ``counts`` reports how many rows were requested.
+
+    Returns:
+        ``features [capacity, D]`` float32 (zero rows past the valid ones), ``labels
+        [capacity]`` int64 (-1 marks padding), ``counts [2]`` int64 = (rows filled, rows
+        requested). No gradient flows into the statistics.
+    """
+    for name, value in (("mean", mean), ("std", std), ("seen", seen), ("prob", prob)):
+        check_tensor(name, value)
+    check_tensor("rng_state", rng_state)
+    check_dim("mean", mean, 2, "[C, D]")
+    check_dtype("mean", mean, (torch.float32,))
+    check_dtype("std", std, (torch.float32,))
+    check_dtype("seen", seen, (torch.int64,))
+    check_dtype("prob", prob, (torch.float32,))
+    check_dtype("rng_state", rng_state, (torch.int64,))
+    num_classes = mean.shape[0]
+    if std.shape != mean.shape:
+        raise ValueError(
+            f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}"
+        )
+    if seen.shape != (num_classes,):
+        raise ValueError(
+            f"seen: expected shape ({num_classes},) (C of mean), got {tuple(seen.shape)}"
+        )
+    if prob.shape != (num_classes,):
+        raise ValueError(
+            f"prob: expected shape ({num_classes},) (C of mean), got {tuple(prob.shape)}"
+        )
+    if rng_state.shape != (2,):
+        raise ValueError(
+            f"rng_state: expected shape (2,) = (seed, call), got {tuple(rng_state.shape)}"
+        )
+    check_same_device("mean", mean, std=std, seen=seen, prob=prob, rng_state=rng_state)
+    check_state("rng_state", rng_state)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: expected an int >= 1, got {k!r}")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        raise ValueError(f"capacity: expected an int >= 0, got {capacity!r}")
+    return torch.ops.fasa_fast.sample_virtual_features(
+        mean.detach(), std.detach(), seen, prob.detach(), rng_state, k, capacity
+    )

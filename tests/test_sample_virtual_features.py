@@ -1,0 +1,182 @@
+"""sample_virtual_features on every backend: exact draws against the oracle, statistics,
+overflow behaviour, reproducibility."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fasa_fast.ops import _library, make_rng_state, sample_virtual_features
+from tests.oracle import philox_oracle, sample_oracle
+
+FEATURE_TOL = {"atol": 1e-5, "rtol": 1e-5}
+
+
+def stats(num_classes, dim, device, seen_fraction=0.7):
+    mean = torch.randn(num_classes, dim, device=device) * 3
+    std = torch.rand(num_classes, dim, device=device) + 0.1
+    seen = (torch.rand(num_classes, device=device) < seen_fraction).long() * 2
+    return mean, std, seen
+
+
+def check_against_oracle(mean, std, seen, prob, seed, k, capacity, calls=2):
+    device = mean.device
+    rng = make_rng_state(seed, device)
+    for call in range(calls):
+        feats, labels, counts = sample_virtual_features(mean, std, seen, prob, rng, k, capacity)
+        exp_feats, exp_labels, exp_counts = sample_oracle(
+            mean.cpu(), std.cpu(), seen.cpu(), prob.cpu(), seed, call, k, capacity
+        )
+        assert torch.equal(labels.cpu(), exp_labels)
+        assert counts.tolist() == list(exp_counts)
+        torch.testing.assert_close(feats.cpu().double(), exp_feats, **FEATURE_TOL)
+    assert rng.tolist() == [seed, calls]
+
+
+def test_philox_known_answers():
+    # Random123's published known-answer vectors for philox4x32_10.
+    assert philox_oracle((0, 0, 0, 0), (0, 0)) == (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)
+    from fasa_fast.ops.reference import philox4x32_10
+
+    ones = torch.tensor(0xFFFFFFFF)
+    got = [int(v) for v in philox4x32_10(ones, ones, ones, ones, ones, ones)]
+    assert got == [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+    pi = [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344, 0xA4093822, 0x299F31D0]
+    got = [int(v) for v in philox4x32_10(*[torch.tensor(v) for v in pi])]
+    assert got == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+
+
+# (case id, C, D, k, capacity, prob generator)
+LAYOUTS = [
+    ("typical", 40, 10, 1, 16, lambda c: torch.rand(c) * 0.5),
+    ("k-replicas-odd-dim", 30, 7, 3, 24, lambda c: torch.rand(c) * 0.4),
+    ("overflow", 30, 5, 2, 6, lambda c: torch.ones(c)),
+    ("capacity-not-multiple-of-k", 12, 4, 3, 7, lambda c: torch.ones(c)),
+    ("nothing-selected", 20, 6, 1, 8, lambda c: torch.zeros(c)),
+    ("capacity-zero", 10, 4, 1, 0, lambda c: torch.ones(c)),
+    ("one-class", 1, 9, 2, 4, lambda c: torch.ones(c)),
+    ("prob-outside-unit-interval", 16, 4, 1, 32, lambda c: torch.linspace(-0.5, 1.5, c)),
+]
+
+
+@pytest.mark.parametrize("case", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_layouts_match_oracle(device_backend, case):
+    _, c, d, k, capacity, make_prob = case
+    mean, std, seen = stats(c, d, device_backend)
+    prob = make_prob(c).to(device_backend)
+    check_against_oracle(mean, std, seen, prob, seed=2**40 + 17, k=k, capacity=capacity)
+
+
+def test_no_class_seen_gives_padding_only(device_backend):
+    mean, std, _ = stats(8, 4, device_backend)
+    seen = torch.zeros(8, dtype=torch.long, device=device_backend)
+    prob = torch.ones(8, device=device_backend)
+    feats, labels, counts = sample_virtual_features(
+        mean, std, seen, prob, make_rng_state(1, device_backend), 1, 5
+    )
+    assert counts.tolist() == [0, 0]
+    assert (labels == -1).all() and (feats == 0).all()
+
+
+def test_empty_class_set(device_backend):
+    mean = torch.zeros(0, 4, device=device_backend)
+    seen = torch.zeros(0, dtype=torch.long, device=device_backend)
+    prob = torch.zeros(0, device=device_backend)
+    rng = make_rng_state(3, device_backend)
+    feats, labels, counts = sample_virtual_features(mean, mean, seen, prob, rng, 1, 3)
+    assert feats.shape == (3, 4) and (labels == -1).all() and counts.tolist() == [0, 0]
+    assert rng.tolist() == [3, 1]
+
+
+def test_reproducible_and_advancing(device_backend):
+    mean, std, seen = stats(25, 8, device_backend, seen_fraction=1.0)
+    prob = torch.full((25,), 0.5, device=device_backend)
+    a = sample_virtual_features(mean, std, seen, prob, make_rng_state(9, device_backend), 1, 32)
+    b = sample_virtual_features(mean, std, seen, prob, make_rng_state(9, device_backend), 1, 32)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    rng = make_rng_state(9, device_backend)
+    sample_virtual_features(mean, std, seen, prob, rng, 1, 32)
+    c = sample_virtual_features(mean, std, seen, prob, rng, 1, 32)
+    assert not torch.equal(a[1], c[1])  # the second call is a new draw
+
+
+@pytest.mark.parametrize("backend", [b for b in _library.BACKENDS if b != "triton"])
+def test_selection_rates_match_prob(backend):
+    if backend == "native" and not _library.native_available("cpu"):
+        pytest.skip("no extension")
+    num_classes, calls = 12, 3000
+    prob = torch.linspace(0.02, 0.95, num_classes)
+    mean, std = torch.zeros(num_classes, 1), torch.ones(num_classes, 1)
+    seen = torch.ones(num_classes, dtype=torch.long)
+    seen[3] = 0  # never seen: never selected, whatever its probability
+    rng = make_rng_state(123)
+    hits = torch.zeros(num_classes)
+    with _library.use_backend("cpu", backend):
+        for _ in range(calls):
+            _, labels, _ = sample_virtual_features(mean, std, seen, prob, rng, 1, num_classes)
+            hits += torch.bincount(labels[labels >= 0], minlength=num_classes)
+    rate = hits / calls
+    expected = torch.where(seen > 0, prob, torch.zeros(()))
+    sigma = (expected * (1 - expected) / calls).sqrt().clamp(min=1e-3)
+    assert ((rate - expected).abs() < 5 * sigma).all(), (rate, expected)
+
+
+def test_feature_moments_match_statistics():
+    mean = torch.tensor([[1.0, -2.0, 10.0, 0.0, 3.0]])
+    std = torch.tensor([[0.5, 2.0, 0.1, 1.0, 0.0]])
+    seen, prob = torch.ones(1, dtype=torch.long), torch.ones(1)
+    rng = make_rng_state(77)
+    k = 4000
+    feats, labels, counts = sample_virtual_features(mean, std, seen, prob, rng, k, k)
+    assert counts.tolist() == [k, k] and (labels == 0).all()
+    n = float(k)
+    assert ((feats.mean(0) - mean[0]).abs() <= 5 * std[0] / n**0.5 + 1e-6).all()
+    assert ((feats.std(0) - std[0]).abs() <= 5 * std[0] / (2 * n) ** 0.5 + 1e-6).all()
+    # distinct replicas of one class are independent draws
+    assert (feats[:, 0].unique().numel()) == k
+
+
+def test_overflow_drops_whole_classes_fairly():
+    num_classes, k, capacity, calls = 10, 2, 8, 2000  # 10 classes always selected, 4 fit
+    mean, std = torch.zeros(num_classes, 2), torch.ones(num_classes, 2)
+    seen, prob = torch.ones(num_classes, dtype=torch.long), torch.ones(num_classes)
+    rng = make_rng_state(5)
+    kept = torch.zeros(num_classes)
+    for _ in range(calls):
+        _, labels, counts = sample_virtual_features(mean, std, seen, prob, rng, k, capacity)
+        assert counts.tolist() == [capacity, num_classes * k]
+        per_class = torch.bincount(labels, minlength=num_classes)
+        assert set(per_class.tolist()) <= {0, k}  # whole classes are kept or dropped
+        kept += per_class / k
+    rate = kept / calls
+    assert ((rate - 0.4).abs() < 0.05).all(), rate  # every class kept ~4/10 of the time
+
+
+BAD_CALLS = [
+    ("prob-shape", {"prob": torch.ones(3)}, ValueError, r"prob: expected shape \(4,\)"),
+    ("prob-dtype", {"prob": torch.ones(4, dtype=torch.float64)}, TypeError, "prob: expected dtype float32"),
+    ("rng-shape", {"rng_state": torch.zeros(3, dtype=torch.long)}, ValueError, r"rng_state: expected shape \(2,\)"),
+    ("rng-dtype", {"rng_state": torch.zeros(2)}, TypeError, "rng_state: expected dtype int64"),
+    ("k-zero", {"k": 0}, ValueError, "k: expected an int >= 1"),
+    ("capacity-negative", {"capacity": -1}, ValueError, "capacity: expected an int >= 0"),
+    ("seen-dtype", {"seen": torch.ones(4, dtype=torch.int32)}, TypeError, "seen: expected dtype int64"),
+    ("std-shape", {"std": torch.ones(4, 2)}, ValueError, "std: expected shape"),
+    ("device", {"rng_state": torch.zeros(2, dtype=torch.long, device="meta")}, ValueError, "rng_state: expected a tensor on cpu"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_names_the_argument(case):
+    _, override, exc, match = case
+    kwargs = {
+        "mean": torch.zeros(4, 3),
+        "std": torch.ones(4, 3),
+        "seen": torch.ones(4, dtype=torch.long),
+        "prob": torch.ones(4),
+        "rng_state": make_rng_state(0),
+        "k": 1,
+        "capacity": 4,
+        **override,
+    }
+    with pytest.raises(exc, match=match):
+        sample_virtual_features(**kwargs)
