@@ -92,7 +92,10 @@ def extensions() -> list:
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx_flags = ["-O3"]
+    # OpenMP: at::parallel_for is inline and runs serially unless the extension itself is
+    # compiled with it. No errno from libm lets sqrt vectorise.
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]
+    link_flags = ["-fopenmp"]
     if want_cuda(torch):
         default_arch_list(torch)
         log(f"building CUDA kernels with {cuda_home} for {os.environ.get('TORCH_CUDA_ARCH_LIST')}")
@@ -102,9 +105,17 @@ def extensions() -> list:
                 "fasa_fast._C",
                 sources,
                 extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+                extra_link_args=link_flags,
             )
         ]
-    return [CppExtension("fasa_fast._C", sources, extra_compile_args={"cxx": cxx_flags})]
+    return [
+        CppExtension(
+            "fasa_fast._C",
+            sources,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=link_flags,
+        )
+    ]
 
 
 def build_ext_class():

@@ -11,7 +11,13 @@ from benchmarks.baselines import (
     stats_update_vectorised,
 )
 from benchmarks.conftest import lvis_batch
-from fasa_fast.ops import _library, fisher_distance, segmented_stats_update_
+from fasa_fast.ops import (
+    _library,
+    fisher_distance,
+    make_rng_state,
+    sample_virtual_features,
+    segmented_stats_update_,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -89,3 +95,34 @@ def test_fisher_distance_baseline(run, benchmark, shape, device):
     std = torch.rand(shape.num_classes, shape.dim, device=device) + 0.1
     benchmark.extra_info.update(shape=vars(shape), device=device, backend="chunked torch")
     run(lambda: (fisher_distance_chunked(mean, std), sync(device))[0])
+
+
+@pytest.mark.parametrize(("device", "backend"), CASES, ids=[f"{d}-{b}" for d, b in CASES])
+def test_sample_virtual_features(run, benchmark, shape, instance_counts, device, backend):
+    mean = torch.randn(shape.num_classes, shape.dim, device=device)
+    std = torch.rand(shape.num_classes, shape.dim, device=device)
+    seen = torch.ones(shape.num_classes, dtype=torch.long, device=device)
+    inverse = 1.0 / instance_counts
+    prob = (inverse / inverse.sum()).float().to(device)  # Eq. 4 with s = 1 (LVIS: ~1 per step)
+    rng = make_rng_state(0, device)
+    benchmark.extra_info.update(shape=vars(shape), device=device, backend=backend, capacity=64)
+    with _library.use_backend(device, backend):
+        run(lambda: (sample_virtual_features(mean, std, seen, prob, rng, 1, 64), sync(device))[0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_per_class_loss_accumulation_plain_torch(run, benchmark, shape, instance_counts, device):
+    """The adaptation pass sums per-RoI losses per class: plain torch (two index_add_ into
+    [C + 1] buffers) is already a single small kernel each, so it gets no custom op."""
+    _, labels = lvis_batch(shape, instance_counts, device)
+    losses = torch.rand(shape.rois, device=device)
+    loss_sum = torch.zeros(shape.num_classes + 1, dtype=torch.float64, device=device)
+    loss_count = torch.zeros(shape.num_classes + 1, dtype=torch.float64, device=device)
+
+    def accumulate():
+        loss_sum.index_add_(0, labels, losses.double())
+        loss_count.index_add_(0, labels, torch.ones_like(losses, dtype=torch.float64))
+        sync(device)
+
+    benchmark.extra_info.update(shape=vars(shape), device=device, backend="torch index_add_")
+    run(accumulate)
