@@ -2,8 +2,9 @@
 
 ``--quick`` runs every benchmark once on small shapes (the benchmark code is checked, no
 timing claim); without it shapes are LVIS v1's: C = 1203, D = 1024, N = 1024 RoIs with 256
-positives drawn from the real training instance distribution. That distribution is read from
-``$FASA_FAST_LVIS_STATS`` or ``../shared/data/lvis_v1_train_category_stats.json``.
+positives drawn from the real training instance distribution, read from
+``benchmarks/data/lvis_v1_train_category_stats.json`` (LVIS v1 train category statistics: id,
+name, frequency group, image and instance counts; ``$FASA_FAST_LVIS_STATS`` overrides).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STATS = ROOT.parent / "shared" / "data" / "lvis_v1_train_category_stats.json"
+DEFAULT_STATS = ROOT / "benchmarks" / "data" / "lvis_v1_train_category_stats.json"
 
 
 def pytest_addoption(parser):

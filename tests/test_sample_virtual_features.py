@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, make_rng_state, sample_virtual_features
 from tests.oracle import philox_oracle, sample_oracle
@@ -180,3 +182,24 @@ def test_bad_input_names_the_argument(case):
     }
     with pytest.raises(exc, match=match):
         sample_virtual_features(**kwargs)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    c=st.integers(0, 12),
+    d=st.integers(1, 9),
+    k=st.integers(1, 3),
+    capacity=st.integers(0, 12),
+    seed=st.integers(-(2**63), 2**63 - 1),
+    backend=st.sampled_from(
+        [b for b in _library.BACKENDS if b != "native" or _library.native_available("cpu")]
+    ),
+)
+def test_property_random_layouts(c, d, k, capacity, seed, backend):
+    gen = torch.Generator().manual_seed(abs(seed) % 2**31)
+    mean = torch.randn(c, d, generator=gen)
+    std = torch.rand(c, d, generator=gen)
+    seen = torch.randint(0, 2, (c,), generator=gen)
+    prob = torch.rand(c, generator=gen)
+    with _library.use_backend("cpu", backend):
+        check_against_oracle(mean, std, seen, prob, seed, k, capacity, calls=1)
