@@ -79,7 +79,12 @@ def main() -> int:
     wheels = sorted(wheel_dir.glob("mmcv-*.whl")) if wheel_dir.is_dir() else []
     if not wheels:
         with tempfile.TemporaryDirectory(prefix="mmcv-build-") as tmp:
-            pip("download", "--no-deps", "--no-binary", ":all:", f"mmcv=={args.version}", "-d", tmp)
+            # Preparing the sdist's metadata runs its setup.py, which imports pkg_resources:
+            # do it with this env's setuptools (< 81), not an isolated latest one.
+            pip(
+                "download", "--no-deps", "--no-build-isolation", "--no-binary", ":all:",
+                f"mmcv=={args.version}", "-d", tmp,
+            )  # fmt: skip
             (sdist,) = Path(tmp).glob("mmcv-*.tar.gz")
             with tarfile.open(sdist) as tar:
                 tar.extractall(tmp, filter="data")
