@@ -1,0 +1,13 @@
+"""MMDetection 3.x integration of FASA: box heads and the adaptation hook.
+
+Configs load it with ``custom_imports=dict(imports=['fasa_fast.mmdet'], allow_failed_imports=False)``.
+All FASA logic lives in ``fasa_fast.FASA``; this package only connects it to mmdet.
+"""
+
+from fasa_fast.mmdet.bbox_heads import (
+    FASABBoxHeadMixin,
+    FASAShared2FCBBoxHead,
+    FASAShared4Conv1FCBBoxHead,
+)
+
+__all__ = ["FASABBoxHeadMixin", "FASAShared2FCBBoxHead", "FASAShared4Conv1FCBBoxHead"]

@@ -1,0 +1,98 @@
+"""Small MMDetection models with FASA heads for the integration tests (CPU, seconds)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from mmengine.config import Config
+
+import fasa_fast.mmdet  # noqa: F401  (registers the FASA heads)
+from fasa_fast.toy_lvis import make_toy_lvis
+
+NUM_CLASSES = 20
+
+
+def toy_dataset(root):
+    return make_toy_lvis(
+        root, num_classes=NUM_CLASSES, num_train=120, num_val=20, image_size=96, seed=0
+    )
+
+
+def base_config(tmp_path, name: str) -> Config:
+    path = tmp_path / f"base_{name.replace('/', '_')}"
+    path.write_text(f"_base_ = 'mmdet::_base_/models/{name}'\n")
+    return Config.fromfile(str(path))
+
+
+def shrink_backbone(cfg: Config) -> None:
+    cfg.model.backbone.update(depth=18, init_cfg=None, norm_cfg=dict(type="BN", requires_grad=True))
+    cfg.model.neck.in_channels = [64, 128, 256, 512]
+    cfg.model.neck.out_channels = 64
+    cfg.model.rpn_head.in_channels = 64
+    cfg.model.rpn_head.feat_channels = 64
+
+
+def fasa_head(head: dict, ann_file, **fasa) -> dict:
+    head = copy.deepcopy(head)
+    head["type"] = "FASA" + head["type"]
+    head["num_classes"] = NUM_CLASSES
+    head["fasa"] = dict(ann_file=str(ann_file), warmup_epochs=0, capacity=16, **fasa)
+    return head
+
+
+def mask_rcnn_config(
+    tmp_path, ann_file=None, *, fasa=True, loss_cls=None, normed=False, **fasa_opts
+) -> Config:
+    cfg = base_config(tmp_path, "mask-rcnn_r50_fpn.py")
+    shrink_backbone(cfg)
+    roi = cfg.model.roi_head
+    roi.bbox_roi_extractor.out_channels = 64
+    roi.mask_roi_extractor.out_channels = 64
+    roi.mask_head.update(in_channels=64, conv_out_channels=64, num_classes=NUM_CLASSES)
+    head = dict(roi.bbox_head, in_channels=64, fc_out_channels=128, num_classes=NUM_CLASSES)
+    if loss_cls is not None:
+        head["loss_cls"] = loss_cls
+    if normed:
+        head["cls_predictor_cfg"] = dict(type="NormedLinear", tempearture=20)
+    roi.bbox_head = fasa_head(head, ann_file, **fasa_opts) if fasa else head
+    cfg.model.train_cfg.rcnn.sampler.num = 64
+    cfg.model.train_cfg.rpn_proposal.max_per_img = 100
+    return cfg
+
+
+def cascade_config(tmp_path, ann_file, stages=(0, 1, 2)) -> Config:
+    cfg = base_config(tmp_path, "cascade-mask-rcnn_r50_fpn.py")
+    shrink_backbone(cfg)
+    roi = cfg.model.roi_head
+    roi.bbox_roi_extractor.out_channels = 64
+    roi.mask_roi_extractor.out_channels = 64
+    roi.mask_head.update(in_channels=64, conv_out_channels=64, num_classes=NUM_CLASSES)
+    heads = []
+    for i, head in enumerate(roi.bbox_head):
+        head = dict(head, in_channels=64, fc_out_channels=128, num_classes=NUM_CLASSES)
+        heads.append(fasa_head(head, ann_file) if i in stages else head)
+    roi.bbox_head = heads
+    for stage in cfg.model.train_cfg.rcnn:
+        stage.sampler.num = 64
+    cfg.model.train_cfg.rpn_proposal.max_per_img = 100
+    return cfg
+
+
+def build(cfg: Config):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules()
+    torch.manual_seed(0)
+    return MODELS.build(cfg.model)
+
+
+def batch(model, training=True, seed=0):
+    from mmdet.testing import demo_mm_inputs
+
+    torch.manual_seed(seed)
+    packed = demo_mm_inputs(
+        2, [[3, 96, 96], [3, 96, 96]], num_items=[4, 3], num_classes=NUM_CLASSES, with_mask=True
+    )
+    return model.data_preprocessor(packed, training)
