@@ -1,4 +1,4 @@
-"""MMDetection 3.x integration of FASA: box heads and the adaptation hook.
+"""MMDetection 3.x integration of FASA: box heads, the adaptation hook, the held-out split.
 
 Configs load it with ``custom_imports=dict(imports=['fasa_fast.mmdet'], allow_failed_imports=False)``.
 All FASA logic lives in ``fasa_fast.FASA``; this package only connects it to mmdet.
@@ -9,5 +9,13 @@ from fasa_fast.mmdet.bbox_heads import (
     FASAShared2FCBBoxHead,
     FASAShared4Conv1FCBBoxHead,
 )
+from fasa_fast.mmdet.datasets import FASAHeldOutSplit
+from fasa_fast.mmdet.hooks import FASAHook
 
-__all__ = ["FASABBoxHeadMixin", "FASAShared2FCBBoxHead", "FASAShared4Conv1FCBBoxHead"]
+__all__ = [
+    "FASABBoxHeadMixin",
+    "FASAHeldOutSplit",
+    "FASAHook",
+    "FASAShared2FCBBoxHead",
+    "FASAShared4Conv1FCBBoxHead",
+]

@@ -96,3 +96,71 @@ def batch(model, training=True, seed=0):
         2, [[3, 96, 96], [3, 96, 96]], num_items=[4, 3], num_classes=NUM_CLASSES, with_mask=True
     )
     return model.data_preprocessor(packed, training)
+
+
+def train_pipeline(size=96):
+    return [
+        dict(type="LoadImageFromFile"),
+        dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
+        dict(type="Resize", scale=(size, size), keep_ratio=True),
+        dict(type="PackDetInputs"),
+    ]
+
+
+def toy_dataset_cfg(root, split="train", pipeline=None):
+    return dict(
+        type="LVISV1Dataset",
+        data_root=str(root) + "/",
+        ann_file=f"annotations/lvis_v1_{split}.json",
+        data_prefix=dict(img=""),
+        pipeline=pipeline if pipeline is not None else train_pipeline(),
+    )
+
+
+def runner_config(
+    tmp_path, root, ann_file, *, max_epochs=3, warmup_epochs=1, held_out=0.2
+) -> Config:
+    cfg = mask_rcnn_config(tmp_path, ann_file)
+    cfg.model.roi_head.bbox_head.fasa.warmup_epochs = warmup_epochs
+    split = dict(
+        type="FASAHeldOutSplit",
+        dataset=toy_dataset_cfg(root),
+        fraction=held_out,
+        max_images=8,
+        seed=0,
+    )
+    loader = dict(
+        batch_size=2,
+        num_workers=0,
+        sampler=dict(type="DefaultSampler", shuffle=True),
+        collate_fn=dict(type="pseudo_collate"),
+    )
+    cfg.merge_from_dict(
+        dict(
+            default_scope="mmdet",
+            work_dir=str(tmp_path / "work"),
+            train_dataloader=dict(loader, dataset=dict(split, split="train")),
+            train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=100),
+            optim_wrapper=dict(
+                optimizer=dict(type="SGD", lr=0.01, momentum=0.9, weight_decay=1e-4)
+            ),
+            default_hooks=dict(
+                timer=dict(type="IterTimerHook"),
+                logger=dict(type="LoggerHook", interval=50),
+                param_scheduler=dict(type="ParamSchedulerHook"),
+                checkpoint=dict(type="CheckpointHook", interval=1),
+                sampler_seed=dict(type="DistSamplerSeedHook"),
+            ),
+            custom_hooks=[
+                dict(
+                    type="FASAHook",
+                    adapt_dataloader=dict(loader, dataset=dict(split, split="adapt")),
+                    max_images=8,
+                )
+            ],
+            env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+            randomness=dict(seed=0),
+            log_level="WARNING",
+        )
+    )
+    return cfg

@@ -1,0 +1,192 @@
+"""``FASAHook``: the epoch-level part of FASA in an mmengine training loop.
+
+- before each training epoch: tells every FASA box head which epoch starts (warm-up);
+- after each training epoch past the warm-up: an adaptation pass over ``adapt_dataloader``
+  (bounded to ``max_images``), per-class classification losses of the ground-truth boxes
+  (each FASA stage's ``cls_score`` on the GT boxes as RoIs, the head's stateless loss),
+  reduced across ranks, then ``FASA.adapt()``;
+- logs the mean sampling probability per frequency group (LVIS rare / common / frequent) and
+  keeps their history in the message hub (so it survives a resume);
+- after training: ``fasa_probabilities.png`` (probabilities over epochs per group, like the
+  paper's Fig. 3) and ``fasa_weight_norms.png`` (the classifier's per-class weight norms by class
+  frequency, like Fig. 4) in the work dir.
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any
+
+import torch
+from mmdet.registry import HOOKS
+from mmdet.structures.bbox import bbox2roi
+from mmengine.dist import all_reduce, is_distributed
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from fasa_fast.mmdet.bbox_heads import FASABBoxHeadMixin
+
+FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
+
+
+def fasa_stages(model) -> list[tuple[int | None, FASABBoxHeadMixin]]:
+    """(stage index or None for a single-stage RoI head, head) of every FASA box head."""
+    roi_head = getattr(model, "roi_head", None)
+    heads = getattr(roi_head, "bbox_head", None)
+    if isinstance(heads, torch.nn.ModuleList):
+        return [(i, h) for i, h in enumerate(heads) if isinstance(h, FASABBoxHeadMixin)]
+    return [(None, heads)] if isinstance(heads, FASABBoxHeadMixin) else []
+
+
+def group_means(head: FASABBoxHeadMixin) -> dict[str, float]:
+    prob = head.fasa.prob.detach().float().cpu()
+    if head.fasa_class_frequency is None:
+        return {"all": prob.mean().item()}
+    freq = head.fasa_class_frequency
+    out = {}
+    for key, name in FREQUENCY_GROUPS.items():
+        members = [i for i, f in enumerate(freq) if f == key]
+        if members:
+            out[name] = prob[members].mean().item()
+    return out
+
+
+@HOOKS.register_module()
+class FASAHook(Hook):
+    """Drives FASA's warm-up and per-epoch adaptation; see the module docstring.
+
+    Args:
+        adapt_dataloader: dataloader config of the adaptation set; its pipeline must load the
+            annotations (boxes and labels). Default configs use ``FASAHeldOutSplit(split='adapt')``.
+        max_images: images per adaptation pass at most (its cost counts toward FASA's overhead).
+        plot: write the two PNGs at the end of training.
+    """
+
+    priority = "LOW"
+
+    def __init__(
+        self, adapt_dataloader: dict | Any, max_images: int | None = 500, plot: bool = True
+    ) -> None:
+        if adapt_dataloader is None:
+            raise ValueError(
+                "FASAHook: adapt_dataloader is required (e.g. a FASAHeldOutSplit of the training set)"
+            )
+        self.adapt_dataloader_cfg = adapt_dataloader
+        self.max_images = max_images
+        self.plot = plot
+
+    def _model(self, runner):
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+    def before_train(self, runner) -> None:
+        self.stages = fasa_stages(self._model(runner))
+        if not self.stages:
+            raise RuntimeError(
+                "FASAHook: the model has no FASA box head (type='FASAShared2FCBBoxHead', ...)"
+            )
+        self.adapt_loader = runner.build_dataloader(self.adapt_dataloader_cfg)
+        sample = self.adapt_loader.dataset[0]
+        instances = getattr(sample.get("data_samples"), "gt_instances", None)
+        if instances is None or "labels" not in instances:
+            raise ValueError(
+                "FASAHook: the adaptation set yields no ground-truth labels; its pipeline must "
+                "contain LoadAnnotations(with_bbox=True) and PackDetInputs"
+            )
+
+    def before_train_epoch(self, runner) -> None:
+        for _, head in self.stages:
+            head.fasa.start_epoch(runner.epoch)
+
+    @torch.no_grad()
+    def _adaptation_pass(self, runner) -> int:
+        model = self._model(runner)
+        was_training = model.training
+        model.eval()
+        images = 0
+        try:
+            for data in self.adapt_loader:
+                data = model.data_preprocessor(data, False)
+                samples = data["data_samples"]
+                x = model.extract_feat(data["inputs"])
+                rois = bbox2roi([s.gt_instances.bboxes for s in samples])
+                labels = torch.cat([s.gt_instances.labels for s in samples])
+                for stage, head in self.stages:
+                    if stage is None:
+                        cls_score = model.roi_head._bbox_forward(x, rois)["cls_score"]
+                    else:
+                        cls_score = model.roi_head._bbox_forward(stage, x, rois)["cls_score"]
+                    head.fasa.accumulate_adaptation_loss(
+                        labels, losses=head.fasa_per_row_loss(cls_score, labels)
+                    )
+                images += len(samples)
+                if self.max_images is not None and images >= self.max_images:
+                    break
+        finally:
+            model.train(was_training)
+        return images
+
+    def after_train_epoch(self, runner) -> None:
+        epoch = runner.epoch + 1  # 1-based number of the epoch that just finished
+        record: dict[str, Any] = {"epoch": epoch}
+        if any(head.fasa.augmenting for _, head in self.stages):
+            images = self._adaptation_pass(runner)
+            for stage, head in self.stages:
+                if is_distributed():
+                    all_reduce(head.fasa.loss_sum)
+                    all_reduce(head.fasa.loss_count)
+                summary = head.fasa.adapt()
+                name = "fasa" if stage is None else f"fasa.s{stage}"
+                runner.logger.info(
+                    f"{name}: adaptation {summary['adaptation']} on {images} images: "
+                    f"{summary['num_groups']} groups, {summary['raised']} raised, {summary['lowered']} lowered"
+                )
+        scalars = {}
+        for stage, head in self.stages:
+            prefix = "fasa" if stage is None else f"fasa.s{stage}"
+            for group, value in group_means(head).items():
+                scalars[f"{prefix}/p_{group}"] = value
+                runner.message_hub.update_scalar(f"train/{prefix}/p_{group}", value)
+        record.update(scalars)
+        history = runner.message_hub.get_info("fasa_history", []) + [record]
+        runner.message_hub.update_info("fasa_history", history)
+        runner.visualizer.add_scalars(scalars, step=epoch)
+        runner.logger.info(
+            "fasa probabilities: " + ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+        )
+
+    def after_train(self, runner) -> None:
+        if not self.plot or runner.rank != 0:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        history = runner.message_hub.get_info("fasa_history", [])
+        fig, ax = plt.subplots(figsize=(6, 4))
+        keys = sorted({k for rec in history for k in rec if k != "epoch"})
+        for key in keys:
+            points = [(rec["epoch"], rec[key]) for rec in history if key in rec]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key)
+        ax.set(
+            xlabel="epoch", ylabel="mean sampling probability", title="FASA sampling probabilities"
+        )
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(osp.join(runner.work_dir, "fasa_probabilities.png"), dpi=120)
+        plt.close(fig)
+
+        stage, head = self.stages[-1]
+        weight = head.fc_cls.weight.detach().float().cpu()[: head.num_classes]
+        order = torch.argsort(head.fasa.instance_counts.cpu(), descending=True)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(weight.norm(dim=1)[order].numpy())
+        ax.set(
+            xlabel="classes, most to least frequent",
+            ylabel="classifier weight norm",
+            title="fc_cls weight norms",
+        )
+        fig.tight_layout()
+        fig.savefig(osp.join(runner.work_dir, "fasa_weight_norms.png"), dpi=120)
+        plt.close(fig)
+        runner.logger.info(f"fasa plots written to {runner.work_dir}")
