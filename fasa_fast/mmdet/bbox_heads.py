@@ -15,13 +15,15 @@ Config::
 
     bbox_head=dict(
         type='FASAShared2FCBBoxHead',
-        fasa=dict(ann_file='data/lvis_v1/annotations/lvis_v1_train.json',  # class counts
-                  loss_weight=0.1, warmup_epochs=1, ...),                    # fasa_fast.FASA options
+        fasa=dict(data_root='data/lvis_v1/',                      # optional prefix of ann_file
+                  ann_file='annotations/lvis_v1_train.json',      # per-class counts
+                  loss_weight=0.1, warmup_epochs=1, ...),         # fasa_fast.FASA options
         ...)
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -46,6 +48,9 @@ class FASABBoxHeadMixin:
             )
         options = dict(fasa)
         ann_file = options.pop("ann_file")
+        data_root = options.pop("data_root", None)
+        if data_root:  # mmdet's convention: ann_file relative to data_root
+            ann_file = os.path.join(data_root, ann_file)
         self.fasa_virtual_loss = options.pop("virtual_loss", "softmax")
         if self.fasa_virtual_loss not in VIRTUAL_LOSSES:
             raise ValueError(

@@ -3,7 +3,8 @@
 ``FASAHeldOutSplit(dataset, split='train'|'adapt', fraction, max_images, seed)`` wraps any mmdet
 dataset config. Both splits draw the same seeded permutation of the wrapped dataset's images:
 ``adapt`` keeps the first ``min(round(fraction * N), max_images)`` images, ``train`` the rest, so
-the images FASA steers its sampling with are never trained on. Use the same arguments for both.
+the images FASA steers its sampling with are never trained on. Use the same arguments for both;
+``pipeline`` replaces the wrapped dataset's pipeline (the adaptation split needs no augmentation).
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ class FASAHeldOutSplit:
         fraction: float = 0.05,
         max_images: int | None = 1000,
         seed: int = 0,
+        pipeline: list[dict] | None = None,
         lazy_init: bool = False,
     ) -> None:
         if split not in ("train", "adapt"):
             raise ValueError(f"split: expected 'train' or 'adapt', got {split!r}")
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction: expected a value in (0, 1), got {fraction}")
+        if pipeline is not None:  # e.g. the adaptation split: no augmentation, annotations kept
+            if not isinstance(dataset, dict):
+                raise ValueError("pipeline: can only replace the pipeline of a dataset config")
+            dataset = dict(dataset, pipeline=pipeline)
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.split, self.fraction, self.max_images, self.seed = split, fraction, max_images, seed
         self._indices: list[int] | None = None

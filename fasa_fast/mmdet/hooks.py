@@ -57,7 +57,10 @@ class FASAHook(Hook):
 
     Args:
         adapt_dataloader: dataloader config of the adaptation set; its pipeline must load the
-            annotations (boxes and labels). Default configs use ``FASAHeldOutSplit(split='adapt')``.
+            annotations (boxes and labels). Default: the ``split='adapt'`` side of the
+            ``FASAHeldOutSplit`` that wraps the training set (found in ``train_dataloader``),
+            without augmentation.
+        adapt_scale: image scale of the default adaptation pipeline.
         max_images: images per adaptation pass at most (its cost counts toward FASA's overhead).
         plot: write the two PNGs at the end of training.
     """
@@ -65,15 +68,40 @@ class FASAHook(Hook):
     priority = "LOW"
 
     def __init__(
-        self, adapt_dataloader: dict | Any, max_images: int | None = 500, plot: bool = True
+        self,
+        adapt_dataloader: dict | None = None,
+        adapt_scale: tuple[int, int] = (1333, 800),
+        max_images: int | None = 500,
+        plot: bool = True,
     ) -> None:
-        if adapt_dataloader is None:
-            raise ValueError(
-                "FASAHook: adapt_dataloader is required (e.g. a FASAHeldOutSplit of the training set)"
-            )
         self.adapt_dataloader_cfg = adapt_dataloader
+        self.adapt_scale = tuple(adapt_scale)
         self.max_images = max_images
         self.plot = plot
+
+    def default_adapt_dataloader(self, runner) -> dict:
+        """The held-out side of the FASAHeldOutSplit wrapping the training set."""
+        loader = runner.cfg.get("train_dataloader", {})
+        dataset = loader.get("dataset")
+        while isinstance(dataset, dict) and dataset.get("type") != "FASAHeldOutSplit":
+            dataset = dataset.get("dataset")
+        if not isinstance(dataset, dict):
+            raise ValueError(
+                "FASAHook: no adapt_dataloader given and the training set is not wrapped in a "
+                "FASAHeldOutSplit: configure one of the two"
+            )
+        pipeline = [
+            dict(type="LoadImageFromFile"),
+            dict(type="LoadAnnotations", with_bbox=True),
+            dict(type="Resize", scale=self.adapt_scale, keep_ratio=True),
+            dict(type="PackDetInputs"),
+        ]
+        return dict(
+            batch_size=loader.get("batch_size", 2),
+            num_workers=loader.get("num_workers", 0),
+            sampler=dict(type="DefaultSampler", shuffle=False),
+            dataset=dict(dataset, split="adapt", pipeline=pipeline),
+        )
 
     def _model(self, runner):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -84,7 +112,8 @@ class FASAHook(Hook):
             raise RuntimeError(
                 "FASAHook: the model has no FASA box head (type='FASAShared2FCBBoxHead', ...)"
             )
-        self.adapt_loader = runner.build_dataloader(self.adapt_dataloader_cfg)
+        cfg = self.adapt_dataloader_cfg or self.default_adapt_dataloader(runner)
+        self.adapt_loader = runner.build_dataloader(cfg)
         sample = self.adapt_loader.dataset[0]
         instances = getattr(sample.get("data_samples"), "gt_instances", None)
         if instances is None or "labels" not in instances:
