@@ -11,6 +11,7 @@ from fasa_fast.mmdet.bbox_heads import (
 )
 from fasa_fast.mmdet.datasets import FASAHeldOutSplit
 from fasa_fast.mmdet.hooks import FASAHook
+from fasa_fast.mmdet.metrics import FASACocoLTMetric, FASALVISFixedAPMetric, FASALVISMetric
 
 __all__ = [
     "FASABBoxHeadMixin",
