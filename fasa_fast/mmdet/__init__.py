@@ -15,7 +15,10 @@ from fasa_fast.mmdet.metrics import FASACocoLTMetric, FASALVISFixedAPMetric, FAS
 
 __all__ = [
     "FASABBoxHeadMixin",
+    "FASACocoLTMetric",
     "FASAHeldOutSplit",
+    "FASALVISFixedAPMetric",
+    "FASALVISMetric",
     "FASAHook",
     "FASAShared2FCBBoxHead",
     "FASAShared4Conv1FCBBoxHead",
