@@ -7,7 +7,7 @@ env:
 	bash scripts/setup_env.sh
 
 demo: env
-	$(PY) -m fasa_fast.demo
+	$(PY) -m fasa_fast.mmdet.demo
 
 lint: env
 	.venv/bin/ruff check .

@@ -81,3 +81,42 @@ def lvis_batch(shape: Shape, instance_counts: torch.Tensor, device: str, seed: i
     labels = labels[torch.randperm(shape.rois, generator=gen)]
     features = torch.randn(shape.rois, shape.dim, generator=gen).relu()
     return features.to(device), labels.to(device)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Versions and device next to every number."""
+    import platform
+
+    import fasa_fast
+    from fasa_fast.ops import get_backend
+
+    machine_info["versions"] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "fasa_fast": fasa_fast.__version__,
+    }
+    for name in ("triton", "mmdet", "mmcv", "mmengine"):
+        try:
+            machine_info["versions"][name] = __import__(name).__version__
+        except ImportError:
+            pass
+    machine_info["torch_threads"] = torch.get_num_threads()
+    machine_info["cuda_device"] = (
+        torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    )
+    machine_info["backends"] = {d: get_backend(d) for d in ("cpu", "cuda")}
+    machine_info["quick"] = config.getoption("--quick")
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """FASA / plain ratios of the paired benchmarks of this run (``extra_info['pair']``)."""
+    pairs: dict[str, dict[str, float]] = {}
+    for bench in output_json["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if "pair" in info:
+            pairs.setdefault(info["pair"], {})[info["variant"]] = bench["stats"]["median"]
+    output_json["overhead"] = {
+        name: {"plain_s": v["plain"], "fasa_s": v["fasa"], "ratio": v["fasa"] / v["plain"]}
+        for name, v in pairs.items()
+        if "plain" in v and "fasa" in v
+    }

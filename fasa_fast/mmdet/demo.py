@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--num-train", type=int, default=300, help="images generated for training")
     args = parser.parse_args(argv)
+    # mmengine 0.10 imports pkg_resources (kept by the setuptools < 81 pin) and says so on import
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
     from mmengine.runner import Runner
 
@@ -68,7 +71,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"generating the long-tailed toy dataset under {root}")
         make_toy_lvis(root, num_train=args.num_train)
     cfg = build_config(root, args.work_dir, args.epochs)
-    cfg.log_level = "WARNING"
     runner = Runner.from_cfg(cfg)
     with mmengine_checkpoint_loading():
         runner.train()
