@@ -57,3 +57,15 @@ def test_cifar100_lt_pipeline_on_generated_pickles(tmp_path):
 def test_cifar_missing_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
         lt.cifar100_long_tailed(tmp_path, seed=0)
+
+
+def test_digits_lt_is_long_tailed_with_a_balanced_test_set():
+    data = lt.digits_long_tailed(seed=0)
+    counts = (data.train_counts + torch.bincount(data.y_adapt, minlength=10)).tolist()
+    from sklearn.datasets import load_digits
+
+    head = int(torch.bincount(torch.as_tensor(load_digits().target)).min()) - 50
+    assert counts == lt.long_tail_profile(10, head, 100.0)  # train + held-out adaptation images
+    assert counts[-1] == 1
+    assert torch.bincount(data.y_test).tolist() == [50] * 10
+    assert data.x_train.shape[1] == 64 and float(data.x_train.max()) <= 1.0

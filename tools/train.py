@@ -9,19 +9,17 @@
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
+from fasa_fast.mmdet.cli import add_common_arguments, load_config
 from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
 
 
-def parse_args(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a detector (FASA-aware)")
     parser.add_argument("config", help="train config file path")
-    parser.add_argument("--work-dir", help="the dir to save logs and models")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision training")
     parser.add_argument(
         "--resume",
@@ -30,25 +28,12 @@ def parse_args(argv=None):
         const="auto",
         help="resume from this checkpoint, or from the latest one in the work dir when no path is given",
     )
-    parser.add_argument(
-        "--cfg-options", nargs="+", action=DictAction, help="override config settings, key=value"
-    )
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_common_arguments(parser)
+    return parser.parse_args(argv)
 
 
-def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+def build_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args)
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
@@ -62,9 +47,7 @@ def build_config(args) -> Config:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    cfg = build_config(args)
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(build_config(parse_args(argv)))
     with mmengine_checkpoint_loading():  # mmengine 0.10 checkpoints under torch >= 2.6
         runner.train()
 

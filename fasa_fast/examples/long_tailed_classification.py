@@ -4,6 +4,9 @@ Datasets:
 - ``synthetic`` (default, no files needed): 100 classes of 32-D points around 10 super-category
   centres (classes overlap within a super-category), training counts falling exponentially from
   500 to 5 (imbalance 100), a balanced test set of 50 points per class;
+- ``digits-lt``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images, shipped with
+  the package, nothing downloaded): 50 images per class held out as a balanced test set, the
+  rest subsampled to an exponential profile from 130 down to 1 image (imbalance 100);
 - ``cifar100-lt``: CIFAR-100 with the usual exponential profile (Cao et al. 2019), read from
   the python pickles of ``cifar-100-python`` under ``--data-root`` (never downloaded).
 
@@ -88,6 +91,32 @@ def synthetic_long_tailed(
     y_test = torch.arange(num_classes).repeat_interleave(50)
     return LongTailedData(
         x, y, x_adapt, y_adapt, draw(y_test), y_test, torch.bincount(y, minlength=num_classes)
+    )
+
+
+def digits_long_tailed(
+    seed: int, imbalance: float = 100.0, test_per_class: int = 50
+) -> LongTailedData:
+    """scikit-learn's digits as a long-tailed task (the data ships with scikit-learn)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x_all = torch.as_tensor(digits.data, dtype=torch.float32) / 16.0
+    y_all = torch.as_tensor(digits.target, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = torch.nonzero(y_all == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        test_idx.append(idx[:test_per_class])
+        train_idx.append(idx[test_per_class:])
+    head = min(len(i) for i in train_idx)
+    counts = long_tail_profile(10, head, imbalance)
+    chosen = torch.cat([idx[:n] for idx, n in zip(train_idx, counts, strict=True)])
+    x, y, x_adapt, y_adapt = split_adaptation(x_all[chosen], y_all[chosen], 10, gen)
+    test = torch.cat(test_idx)
+    return LongTailedData(
+        x, y, x_adapt, y_adapt, x_all[test], y_all[test], torch.bincount(y, minlength=10)
     )
 
 
@@ -241,11 +270,12 @@ def run_experiment(
 ) -> dict:
     results: dict[str, list[dict[str, float]]] = {"baseline": [], "fasa": []}
     for seed in seeds:
-        data = (
-            synthetic_long_tailed(seed)
-            if dataset == "synthetic"
-            else cifar100_long_tailed(data_root, seed)
-        )
+        if dataset == "synthetic":
+            data = synthetic_long_tailed(seed)
+        elif dataset == "digits-lt":
+            data = digits_long_tailed(seed)
+        else:
+            data = cifar100_long_tailed(data_root, seed)
         for method in results:
             start = time.perf_counter()
             model, engine = train(data, fasa=method == "fasa", seed=seed, cfg=cfg)
@@ -286,7 +316,9 @@ def summary_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("synthetic", "cifar100-lt"), default="synthetic")
+    parser.add_argument(
+        "--dataset", choices=("synthetic", "digits-lt", "cifar100-lt"), default="synthetic"
+    )
     parser.add_argument("--data-root", default=None, help="folder holding cifar-100-python/")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
