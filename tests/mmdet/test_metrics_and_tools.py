@@ -129,3 +129,56 @@ def test_train_arguments(argv):
     assert cfg.get("resume", False) == bool(argv)
     if argv[1:]:
         assert cfg.load_from == "x.pth"
+
+
+def lvis_eval_of(tmp_path, detections):
+    from lvis import LVIS, LVISEval, LVISResults
+
+    from fasa_fast.lvis_compat import lvis_numpy_compat
+    from tests.test_environment import tiny_lvis
+
+    gt_path, _ = tiny_lvis(tmp_path)
+    gt = LVIS(gt_path)
+    evaluator = LVISEval(gt, LVISResults(gt, detections, max_dets=-1), "bbox")
+    evaluator.params.max_dets = -1
+    with lvis_numpy_compat():
+        evaluator.run()
+    return evaluator
+
+
+def test_pooled_ap_hand_computed(tmp_path):
+    from fasa_fast.mmdet.metrics import pooled_ap
+    from tests.test_environment import tiny_lvis
+
+    _, perfect = tiny_lvis(tmp_path)  # one exact box per image: class 1 on image 1, class 2 on 2
+    assert pooled_ap(lvis_eval_of(tmp_path, perfect)) == pytest.approx(1.0)
+    # class 2 also fires on image 2 far from anything, with the highest score of all: pooled
+    # ranking FP (0.95), TP (0.9), TP (0.5): precision 2/3 at every recall level.
+    scored = [dict(perfect[0], score=0.9), dict(perfect[1], score=0.5)]
+    false_positive = {
+        "image_id": 2,
+        "category_id": 2,
+        "bbox": [50.0, 50.0, 8.0, 8.0],
+        "score": 0.95,
+    }
+    evaluator = lvis_eval_of(tmp_path, [*scored, false_positive])
+    assert pooled_ap(evaluator) == pytest.approx(2 / 3, abs=1e-9)
+    assert evaluator.results["AP"] == pytest.approx((1.0 + 0.5) / 2, abs=1e-9)  # per-class mean
+
+
+def test_fixed_ap_metric_reports_pooled_ap(tmp_path):
+    from fasa_fast.mmdet.metrics import FASALVISFixedAPMetric
+    from tests.test_environment import tiny_lvis
+
+    gt_path, perfect = tiny_lvis(tmp_path)
+    metric = FASALVISFixedAPMetric(ann_file=gt_path, pooled=True)
+    false_positive = {
+        "image_id": 2,
+        "category_id": 2,
+        "bbox": [50.0, 50.0, 8.0, 8.0],
+        "score": 0.95,
+    }
+    results = {1: [dict(perfect[0], score=0.9)], 2: [dict(perfect[1], score=0.5), false_positive]}
+    metrics = metric.compute_metrics(results)
+    assert metrics["APpool"] == pytest.approx(2 / 3, abs=1e-9)
+    assert metrics["AP"] == pytest.approx(0.75, abs=1e-9)
