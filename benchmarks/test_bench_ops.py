@@ -126,3 +126,57 @@ def test_per_class_loss_accumulation_plain_torch(run, benchmark, shape, instance
 
     benchmark.extra_info.update(shape=vars(shape), device=device, backend="torch index_add_")
     run(accumulate)
+
+
+SWEEP = [  # (rois N, feature dim D, classes C) around LVIS's (1024, 1024, 1203)
+    (256, 1024, 1203),
+    (4096, 1024, 1203),
+    (1024, 256, 1203),
+    (1024, 2048, 1203),
+    (1024, 1024, 300),
+    (1024, 1024, 4800),
+]
+
+
+@pytest.mark.parametrize(("device", "backend"), CASES, ids=[f"{d}-{b}" for d, b in CASES])
+@pytest.mark.parametrize("sweep", SWEEP, ids=[f"N{n}-D{d}-C{c}" for n, d, c in SWEEP])
+def test_stats_update_scaling(run, benchmark, quick, instance_counts, device, backend, sweep):
+    if backend == "reference" and not quick:
+        pytest.skip("the float64 reference is the specification, not a scaling target")
+    from benchmarks.conftest import Shape
+
+    n, d, c = (64, 32, 40) if quick else sweep
+    shape = Shape(c, d, n, n // 4)
+    counts = instance_counts.repeat((c + len(instance_counts) - 1) // len(instance_counts))[:c]
+    features, labels = lvis_batch(shape, counts, device)
+    state = fresh_state(shape, device)
+    segmented_stats_update_(features, labels, *state)
+
+    def step():
+        segmented_stats_update_(features, labels, *state)
+        sync(device)
+
+    benchmark.extra_info.update(
+        shape=vars(shape), device=device, backend=backend, sweep="stats_update"
+    )
+    with _library.use_backend(device, backend):
+        run(step)
+
+
+@pytest.mark.parametrize(("device", "backend"), CASES, ids=[f"{d}-{b}" for d, b in CASES])
+@pytest.mark.parametrize(
+    "sweep",
+    [(300, 1024), (1203, 256), (1203, 2048)],
+    ids=["C300-D1024", "C1203-D256", "C1203-D2048"],
+)
+def test_fisher_distance_scaling(run, benchmark, quick, device, backend, sweep):
+    if backend == "reference" and not quick:
+        pytest.skip("the float64 reference is the specification, not a scaling target")
+    c, d = (20, 16) if quick else sweep
+    mean = torch.randn(c, d, device=device)
+    std = torch.rand(c, d, device=device) + 0.1
+    benchmark.extra_info.update(
+        shape={"num_classes": c, "dim": d}, device=device, backend=backend, sweep="fisher"
+    )
+    with _library.use_backend(device, backend):
+        run(lambda: (fisher_distance(mean, std), sync(device))[0])
