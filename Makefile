@@ -18,4 +18,8 @@ test: lint
 	$(PY) -m pytest benchmarks/ --benchmark-only -q --quick
 
 bench: env
-	$(PY) -m pytest benchmarks/ --benchmark-only --benchmark-json=results/benchmarks_cpu.json
+	$(PY) -m pytest benchmarks/ --benchmark-only --benchmark-min-rounds=10 \
+		--benchmark-json=benchmarks/results/cpu-$$(date +%F).json
+
+gpu-check:
+	bash scripts/gpu_check.sh
