@@ -51,6 +51,15 @@ def main(argv=None) -> None:
             print(
                 f"| {name} | {fmt(v['plain_s'])} | {fmt(v['fasa_s'])} | {100 * (v['ratio'] - 1):+.2f}% |"
             )
+    extra = next(
+        (b for b in data["benchmarks"] if b["name"].startswith("test_fasa_extra_work")), None
+    )
+    if extra and overhead:
+        print(f"\nFASA's own work per step, timed alone: {fmt(extra['stats']['median'])}")
+        for name, v in overhead.items():
+            print(
+                f"- {100 * extra['stats']['median'] / v['plain_s']:.3f}% of the plain {name} step"
+            )
     adapt = next((b for b in data["benchmarks"] if b["name"].startswith("test_adaptation")), None)
     step = overhead.get("mask_rcnn")
     if adapt and step:

@@ -166,3 +166,25 @@ def test_adaptation(run, benchmark, shape, instance_counts):
     benchmark.extra_info.update(pair="adaptation", variant="adapt", shape=vars(shape))
     summary = run(adapt)
     assert summary["num_groups"] >= 1
+
+
+def test_fasa_extra_work(run, benchmark, shape, head_setup):
+    """Only what FASA adds to a box-head step: the statistics update of the step's RoI
+    features, the virtual-feature draw, and the virtual loss's forward and backward through
+    ``fc_cls``. Timed alone it is far above the noise that the paired step timings carry."""
+    _, head, feats, rois, sampling, train_cfg = head_setup
+    head.train()
+    with torch.no_grad():
+        features = head.shared_fcs[1](head.relu(head.shared_fcs[0](feats.flatten(1)))).relu()
+    labels = head.get_targets(sampling, train_cfg)[0]
+
+    def extra():
+        head.zero_grad(set_to_none=True)
+        head.fasa.update(features, labels)
+        loss = head.fasa.virtual_loss(head.fc_cls, head.fasa_per_row_loss)
+        loss.backward()
+        return loss
+
+    benchmark.extra_info.update(extra_of="box_head", shape=vars(shape))
+    loss = run(extra)
+    assert torch.isfinite(loss)
