@@ -4,7 +4,6 @@
 validate arguments and call it. Backend policy: ``fasa_fast.ops._library``.
 """
 
-from fasa_fast.ops import _library
 from fasa_fast.ops._library import get_backend, set_backend, use_backend
 from fasa_fast.ops.fisher_distance import fisher_distance
 from fasa_fast.ops.sample_virtual_features import make_rng_state, sample_virtual_features
@@ -18,5 +17,4 @@ __all__ = [
     "segmented_stats_update_",
     "set_backend",
     "use_backend",
-    "_library",
 ]
