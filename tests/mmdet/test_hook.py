@@ -83,3 +83,33 @@ def test_adaptation_set_without_labels_fails_before_training(toy, tmp_path):
     runner = Runner.from_cfg(cfg)
     with pytest.raises(ValueError, match="no ground-truth labels"):
         runner.train()
+
+
+def test_paper_mode_adaptation_set_val_with_repeat_factor_sampling(toy, tmp_path):
+    from tests.mmdet.helpers import toy_dataset_cfg
+
+    cfg = small(toy, tmp_path, max_epochs=2, warmup_epochs=0, held_out=0.85)
+    val = toy_dataset_cfg(toy, split="val")
+    val["pipeline"] = [
+        dict(type="LoadImageFromFile"),
+        dict(type="LoadAnnotations", with_bbox=True),
+        dict(type="Resize", scale=(96, 96), keep_ratio=True),
+        dict(type="PackDetInputs"),
+    ]
+    cfg.custom_hooks = [
+        dict(
+            type="FASAHook",
+            max_images=8,
+            plot=False,
+            adapt_dataloader=dict(
+                batch_size=2,
+                num_workers=0,
+                sampler=dict(type="DefaultSampler", shuffle=False),
+                dataset=dict(type="ClassBalancedDataset", oversample_thr=0.3, dataset=val),
+            ),
+        )
+    ]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    head = runner.model.roi_head.bbox_head
+    assert head.fasa.num_adaptations == 2
