@@ -1,5 +1,10 @@
 """Turn a benchmark JSON (``--benchmark-json``) into the README's performance tables.
 
+Each op row with a ``bytes`` annotation gets its floor: the bytes it must move over the copy
+bandwidth measured in the same run (``test_memory_bandwidth``), or on a GPU the launch latency
+(``test_launch_latency``) when that is larger. Compute-bound ops (the Fisher matrix: C^2 D / 2
+divisions) sit far above a memory floor; the column says how far.
+
 Run: ``.venv/bin/python benchmarks/report.py benchmarks/results/cpu-2026-11-25.json``
 """
 
@@ -9,8 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-# LVIS v1 train: 100,170 images; 16 images per iteration is the usual 8 GPUs x 2.
-LVIS_TRAIN_IMAGES = 100_170
+LVIS_TRAIN_IMAGES = 100_170  # LVIS v1 train
 
 
 def fmt(seconds: float) -> str:
@@ -21,31 +25,55 @@ def fmt(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} µs"
 
 
+def probes(benchmarks: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
+    """Copy bandwidth (bytes/s) and launch latency (s) per device, from this run."""
+    bandwidth, latency = {}, {}
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        if info.get("bandwidth_probe"):
+            bandwidth[info["device"]] = info["bytes"] / bench["stats"]["median"]
+        if info.get("latency_probe"):
+            latency[info["device"]] = bench["stats"]["median"]
+    return bandwidth, latency
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", type=Path)
-    parser.add_argument("--images-per-iter", type=int, default=16)
+    parser.add_argument("--images-per-iter", type=int, default=16, help="8 GPUs x 2 images")
     parser.add_argument("--adapt-images", type=int, default=500)
     args = parser.parse_args(argv)
     data = json.loads(args.json.read_text())
     machine = data["machine_info"]
+    device_name = machine.get("cuda_device") or machine.get("cpu", {}).get("brand_raw", "CPU")
+    commit = data.get("commit_info", {}).get("id", "?")[:8]
     print(
-        f"{data['datetime'][:10]}, {machine.get('cuda_device') or machine.get('cpu', {}).get('brand_raw', 'CPU')}, "
-        f"{machine.get('torch_threads')} threads, {machine.get('versions')}, commit {data.get('commit_info', {}).get('id', '?')[:8]}\n"
+        f"{data['datetime'][:10]}, {device_name}, {machine.get('torch_threads')} threads, {machine.get('versions')}, commit {commit}"
     )
-    print("| benchmark | implementation | median | rounds |")
-    print("|---|---|---|---|")
+
+    bandwidth, latency = probes(data["benchmarks"])
+    for device, value in bandwidth.items():
+        print(f"measured {device} copy bandwidth: {value / 1e9:.1f} GB/s (bytes read + written)")
+    print("\n| benchmark | implementation | median | rounds | floor | x floor |")
+    print("|---|---|---|---|---|---|")
     for bench in sorted(
         data["benchmarks"], key=lambda b: (b["name"].split("[")[0], b["stats"]["median"])
     ):
         info = bench.get("extra_info", {})
         impl = info.get("backend") or info.get("variant") or ""
+        median = bench["stats"]["median"]
+        device = info.get("device", "cpu")
+        floor_cells = " | "
+        if "bytes" in info and device in bandwidth and not info.get("bandwidth_probe"):
+            floor = max(info["bytes"] / bandwidth[device], latency.get(device, 0.0))
+            floor_cells = f"{fmt(floor)} | {median / floor:.1f}"
         print(
-            f"| {bench['name'].split('[')[0]} [{info.get('device', 'cpu')}] | {impl} | {fmt(bench['stats']['median'])} | {bench['stats']['rounds']} |"
+            f"| {bench['name']} | {impl} | {fmt(median)} | {bench['stats']['rounds']} | {floor_cells} |"
         )
+
     overhead = data.get("overhead", {})
     if overhead:
-        print("\n| step | plain | with FASA | overhead |")
+        print("\n| step | plain | with FASA | difference |")
         print("|---|---|---|---|")
         for name, v in overhead.items():
             print(
@@ -66,11 +94,10 @@ def main(argv=None) -> None:
         iters = LVIS_TRAIN_IMAGES / args.images_per_iter
         share = adapt["stats"]["median"] / (iters * step["plain_s"])
         print(
-            f"\nadapt() at LVIS size: {fmt(adapt['stats']['median'])} once per epoch, "
-            f"{100 * share:.4f}% of an epoch of {iters:.0f} plain steps of this machine's Mask R-CNN step "
-            f"(the adaptation forward over {args.adapt_images} images comes on top: about "
-            f"{args.adapt_images} / {LVIS_TRAIN_IMAGES} = {100 * args.adapt_images / LVIS_TRAIN_IMAGES:.2f}% of an epoch's "
-            "images, forward only)"
+            f"\nadapt() at LVIS size: {fmt(adapt['stats']['median'])} once per epoch, {100 * share:.4f}% of an "
+            f"epoch of {iters:.0f} plain steps of this machine's Mask R-CNN step; the adaptation forward over "
+            f"{args.adapt_images} images comes on top (~{100 * args.adapt_images / LVIS_TRAIN_IMAGES:.2f}% of an "
+            "epoch's images, forward only)"
         )
 
 

@@ -57,7 +57,12 @@ def test_stats_update(run, benchmark, shape, instance_counts, device, backend):
         segmented_stats_update_(features, labels, *state)
         sync(device)
 
-    benchmark.extra_info.update(shape=vars(shape), device=device, backend=backend)
+    present = int(labels[labels < shape.num_classes].unique().numel())
+    positives = int((labels < shape.num_classes).sum())
+    bytes_moved = labels.numel() * 8 + positives * shape.dim * 4 + 4 * present * shape.dim * 4
+    benchmark.extra_info.update(
+        shape=vars(shape), device=device, backend=backend, bytes=bytes_moved
+    )
     with _library.use_backend(device, backend):
         run(step)
 
@@ -83,7 +88,10 @@ def test_stats_update_baseline(run, benchmark, shape, instance_counts, device, b
 def test_fisher_distance(run, benchmark, shape, device, backend):
     mean = torch.randn(shape.num_classes, shape.dim, device=device)
     std = torch.rand(shape.num_classes, shape.dim, device=device) + 0.1
-    benchmark.extra_info.update(shape=vars(shape), device=device, backend=backend)
+    bytes_moved = 2 * shape.num_classes * shape.dim * 4 + shape.num_classes**2 * 4
+    benchmark.extra_info.update(
+        shape=vars(shape), device=device, backend=backend, bytes=bytes_moved
+    )
     with _library.use_backend(device, backend):
         out = run(lambda: (fisher_distance(mean, std), sync(device))[0])
     assert out.shape == (shape.num_classes, shape.num_classes)
@@ -105,7 +113,10 @@ def test_sample_virtual_features(run, benchmark, shape, instance_counts, device,
     inverse = 1.0 / instance_counts
     prob = (inverse / inverse.sum()).float().to(device)  # Eq. 4 with s = 1 (LVIS: ~1 per step)
     rng = make_rng_state(0, device)
-    benchmark.extra_info.update(shape=vars(shape), device=device, backend=backend, capacity=64)
+    bytes_moved = shape.num_classes * (4 + 8) + 64 * (shape.dim * 4 + 8)  # prob, seen; the output
+    benchmark.extra_info.update(
+        shape=vars(shape), device=device, backend=backend, capacity=64, bytes=bytes_moved
+    )
     with _library.use_backend(device, backend):
         run(lambda: (sample_virtual_features(mean, std, seen, prob, rng, 1, 64), sync(device))[0])
 
@@ -180,3 +191,21 @@ def test_fisher_distance_scaling(run, benchmark, quick, device, backend, sweep):
     )
     with _library.use_backend(device, backend):
         run(lambda: (fisher_distance(mean, std), sync(device))[0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_memory_bandwidth(run, benchmark, quick, device):
+    """A large device copy: the bandwidth the ops' memory floors are computed with."""
+    n = (1 << 20) if quick else (1 << 26)  # 256 MiB of float32 in full mode
+    src = torch.ones(n, device=device)
+    dst = torch.empty_like(src)
+    benchmark.extra_info.update(device=device, bytes=2 * n * 4, bandwidth_probe=True)
+    run(lambda: (dst.copy_(src), sync(device)))
+
+
+@pytest.mark.parametrize("device", [d for d in DEVICES if d == "cuda"])
+def test_launch_latency(run, benchmark, device):
+    """One tiny kernel launch and its completion: the latency floor of a GPU op."""
+    x = torch.zeros(1, device=device)
+    benchmark.extra_info.update(device=device, latency_probe=True)
+    run(lambda: (x.add_(1), sync(device)))
