@@ -38,6 +38,13 @@ def fasa_stages(model) -> list[tuple[int | None, FASABBoxHeadMixin]]:
     return [(None, heads)] if isinstance(heads, FASABBoxHeadMixin) else []
 
 
+def reduce_adaptation_losses(fasa) -> None:
+    """Sum every rank's per-class adaptation losses and counts (each rank saw its own images)."""
+    if is_distributed():
+        all_reduce(fasa.loss_sum, op="sum")
+        all_reduce(fasa.loss_count, op="sum")
+
+
 def group_means(head: FASABBoxHeadMixin) -> dict[str, float]:
     prob = head.fasa.prob.detach().float().cpu()
     if head.fasa_class_frequency is None:
@@ -160,9 +167,7 @@ class FASAHook(Hook):
         if any(head.fasa.augmenting for _, head in self.stages):
             images = self._adaptation_pass(runner)
             for stage, head in self.stages:
-                if is_distributed():
-                    all_reduce(head.fasa.loss_sum)
-                    all_reduce(head.fasa.loss_count)
+                reduce_adaptation_losses(head.fasa)
                 summary = head.fasa.adapt()
                 name = "fasa" if stage is None else f"fasa.s{stage}"
                 runner.logger.info(
