@@ -38,6 +38,25 @@ def fasa_stages(model) -> list[tuple[int | None, FASABBoxHeadMixin]]:
     return [(None, heads)] if isinstance(heads, FASABBoxHeadMixin) else []
 
 
+def _pipeline_loads_boxes(dataset: Any) -> bool:
+    """Whether a dataset config (possibly wrapped) has a pipeline loading box annotations.
+
+    Only config dicts are inspected; anything else is checked on its first sample at the start
+    of training.
+    """
+    while isinstance(dataset, dict):
+        pipeline = dataset.get("pipeline")
+        if pipeline is not None:
+            return any(
+                isinstance(t, dict)
+                and t.get("type") == "LoadAnnotations"
+                and t.get("with_bbox", True)
+                for t in pipeline
+            )
+        dataset = dataset.get("dataset")
+    return True
+
+
 def reduce_adaptation_losses(fasa) -> None:
     """Sum every rank's per-class adaptation losses and counts (each rank saw its own images)."""
     if is_distributed():
@@ -81,6 +100,13 @@ class FASAHook(Hook):
         max_images: int | None = 500,
         plot: bool = True,
     ) -> None:
+        if adapt_dataloader is not None and not _pipeline_loads_boxes(
+            adapt_dataloader.get("dataset")
+        ):
+            raise ValueError(
+                "FASAHook: the adaptation set yields no ground-truth labels; its pipeline must "
+                "contain LoadAnnotations(with_bbox=True) and PackDetInputs"
+            )
         self.adapt_dataloader_cfg = adapt_dataloader
         self.adapt_scale = tuple(adapt_scale)
         self.max_images = max_images
