@@ -1,4 +1,4 @@
-"""Baselines the fused ops are measured against (tested in tests/test_baselines.py).
+"""Baselines the fused ops are measured against (checked in tests/test_baselines.py).
 
 - ``stats_update_per_class_loop``: the public reference implementation's style, a Python loop
   over the classes present with boolean indexing (one host sync per class);
