@@ -29,6 +29,10 @@ class ClassCounts:
     def num_classes(self) -> int:
         return len(self.category_ids)
 
+    def display_names(self) -> tuple[str, ...]:
+        """``"'name' (id N)"`` per class: how every message names a class."""
+        return tuple(f"{name!r} (id {i})" for name, i in zip(self.names, self.category_ids, strict=True))
+
 
 def class_counts_from_annotations(source: str | Path | dict) -> ClassCounts:
     """Read per-class instance counts from an LVIS or COCO-style annotation file (or its dict).

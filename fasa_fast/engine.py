@@ -1,4 +1,4 @@
-"""The FASA engine: framework-free state and logic of FASA (``shared/docs/FASA_METHOD.md``).
+"""The FASA engine: framework-free state and logic of FASA (``docs/method.md`` §1-§4).
 
 ``FASA`` owns the per-class statistics, the sampling probabilities, the adaptation
 accumulators and the random state, all as buffers (plus two counters as extra state), so a
@@ -24,6 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import warnings
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,9 +41,31 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def initial_probabilities(
     instance_counts: torch.Tensor, scale: float = 1.0, power: float = 1.0
 ) -> torch.Tensor:
-    """Eq. 4: ``p_c = scale * (1/N_c)^power / sum_j (1/N_j)^power``, clamped to [0, 1]."""
-    inverse = instance_counts.double().reciprocal().pow(power)
-    return (scale * inverse / inverse.sum()).clamp(0.0, 1.0).float()
+    """Eq. 4: ``p_c = scale * (1/N_c)^power / sum_j (1/N_j)^power``, clamped to [0, 1].
+
+    A class without training instances (``N_c = 0``) gets ``p_c = 0`` and no share of the sum.
+    """
+    counts = instance_counts.double()
+    inverse = torch.where(counts > 0, counts.clamp(min=1).reciprocal().pow(power), 0.0)
+    return (scale * inverse / inverse.sum().clamp(min=torch.finfo(torch.float64).tiny)).clamp(
+        0.0, 1.0
+    ).float()
+
+
+def _stream_key(seed: int, stream: Sequence[int]) -> int:
+    """The Philox key of one stream of draws: ``seed`` itself for the stream ``(0, 0, 0)``,
+    otherwise a SplitMix64 hash of the seed and the stream ids (as a signed 64-bit int)."""
+    if not any(stream):
+        return int(seed)
+    mask = (1 << 64) - 1
+    key = int(seed) & mask
+    for part in stream:
+        key = (key ^ (int(part) & mask)) & mask
+        key = (key + 0x9E3779B97F4A7C15) & mask  # SplitMix64 step: decorrelates nearby ids
+        key = ((key ^ (key >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        key = ((key ^ (key >> 27)) * 0x94D049BB133111EB) & mask
+        key ^= key >> 31
+    return key - (1 << 64) if key >= 1 << 63 else key
 
 
 class FASA(nn.Module):
@@ -49,7 +74,8 @@ class FASA(nn.Module):
     Args:
         num_classes: C, foreground classes (labels ``0..C-1``; others are skipped).
         feat_dim: D, the dimension of the classifier's input features.
-        instance_counts: ``[C]`` training instances per class (all > 0), for Eq. 4.
+        instance_counts: ``[C]`` training instances per class, for Eq. 4. A class with none
+            gets probability 0 (never drawn) and a warning naming it.
         momentum: running-statistics momentum (paper: 0.1).
         momentum_on_var: average the variance, as the public reference code does.
         loss_weight: weight of the virtual-feature loss (paper: 0.1).
@@ -61,7 +87,16 @@ class FASA(nn.Module):
         warmup_epochs: epochs with statistics only, before virtual features and adaptation.
         grouping: ``"dbscan"`` (Fisher distance, paper) or ``"affinity"`` (reference code).
         grouping_params: keyword arguments of ``fasa_fast.grouping.group_classes``.
-        seed: seed of the virtual-feature draws.
+        attach_dataless: classes of a group without adaptation data follow the nearest group
+            that has data (``group_classes(has_data=...)``) instead of holding still.
+        sync_statistics: under ``torch.distributed`` with several ranks, every rank folds in
+            the foreground rows of all ranks (one all-gather per step), so the statistics, and
+            from them the groups and probabilities, are the same on every rank. False: each
+            rank keeps statistics of its own rows (the public reference code's behaviour).
+        sync_capacity: foreground rows a rank contributes per step at most (a fixed size keeps
+            the step free of host syncs); rows beyond it are counted in ``sync_dropped``.
+        seed: seed of the virtual-feature draws (see ``set_stream`` for ranks, stages, runs).
+        class_names: a display name per class for messages (e.g. ``"'aerosol_can' (id 1)"``).
     """
 
     def __init__(
@@ -82,7 +117,11 @@ class FASA(nn.Module):
         warmup_epochs: int = 1,
         grouping: str = "dbscan",
         grouping_params: dict[str, Any] | None = None,
+        attach_dataless: bool = True,
+        sync_statistics: bool = True,
+        sync_capacity: int = 512,
         seed: int = 0,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         counts = torch.as_tensor(instance_counts)
@@ -97,11 +136,24 @@ class FASA(nn.Module):
                 f"instance_counts: expected one count per class, shape ({num_classes},), got "
                 f"{tuple(counts.shape)}"
             )
-        if (counts <= 0).any():
-            bad = torch.nonzero(counts <= 0).flatten()[:5].tolist()
+        if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
-                f"instance_counts: every class needs at least one training instance for Eq. 4; "
-                f"classes {bad} have none"
+                f"class_names: expected one name per class ({num_classes}), got {len(class_names)}"
+            )
+        self.class_names = tuple(class_names) if class_names is not None else None
+        if (counts < 0).any():
+            raise ValueError(
+                f"instance_counts: expected counts >= 0, got negative counts for "
+                f"{self.describe_classes(torch.nonzero(counts < 0).flatten().tolist())}"
+            )
+        if (counts == 0).all():
+            raise ValueError("instance_counts: every class has 0 training instances")
+        if (counts == 0).any():
+            empty = torch.nonzero(counts == 0).flatten().tolist()
+            warnings.warn(
+                f"FASA: {len(empty)} classes have no training instance; their sampling "
+                f"probability is 0, they are never drawn: {self.describe_classes(empty)}",
+                stacklevel=2,
             )
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum: expected a value in [0, 1], got {momentum}")
@@ -118,6 +170,10 @@ class FASA(nn.Module):
         self.loss_weight, self.k, self.capacity = float(loss_weight), int(k), int(capacity)
         self.alpha, self.beta, self.warmup_epochs = float(alpha), float(beta), int(warmup_epochs)
         self.grouping, self.grouping_params = grouping, dict(grouping_params or {})
+        self.attach_dataless = bool(attach_dataless)
+        if sync_capacity < 1:
+            raise ValueError(f"sync_capacity: expected >= 1, got {sync_capacity}")
+        self.sync_statistics, self.sync_capacity = bool(sync_statistics), int(sync_capacity)
         self.seed = int(seed)
 
         self.register_buffer("instance_counts", counts.long().clone())
@@ -126,12 +182,20 @@ class FASA(nn.Module):
         self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("prob", initial_probabilities(counts, init_scale, power))
         self.register_buffer("rng_state", make_rng_state(seed))
+        # the state the op draws from: [stream key, counter]; the counter is rng_state's, copied
+        # in and out around each draw (set_stream), so only the shared counter is checkpointed
+        self.register_buffer("_draw_state", make_rng_state(seed), persistent=False)
+        self.stream = (0, 0, 0)
         # adaptation: this pass's accumulators and the previous adaptation's per-class losses
         self.register_buffer("loss_sum", torch.zeros(num_classes, dtype=torch.float64))
         self.register_buffer("loss_count", torch.zeros(num_classes, dtype=torch.float64))
         self.register_buffer("prev_class_loss", torch.zeros(num_classes, dtype=torch.float64))
         self.register_buffer("prev_class_valid", torch.zeros(num_classes, dtype=torch.bool))
         self.register_buffer("groups", torch.full((num_classes,), -1, dtype=torch.long))
+        # rows kept out of the statistics, counted on the device (the hook reads and resets it
+        # once per epoch; a diagnostic, not state):
+        # [non-finite feature rows, foreground rows beyond sync_capacity]
+        self.register_buffer("skipped_rows", torch.zeros(2, dtype=torch.long), persistent=False)
         self.epoch = 0  # host-side counters (extra state): never read from the device
         self.num_adaptations = 0
 
@@ -139,9 +203,47 @@ class FASA(nn.Module):
     def from_annotation_file(cls, path: str | Path, feat_dim: int, **kwargs: Any) -> FASA:
         """Build from an LVIS (``instance_count``) or COCO-style (counted) annotation file."""
         counts = class_counts_from_annotations(path)
+        kwargs.setdefault("class_names", counts.display_names())
         return cls(counts.num_classes, feat_dim, counts.instance_counts, **kwargs)
 
+    def describe_classes(self, indices: Sequence[int], limit: int = 10) -> str:
+        """``"'name' (id 3), ..."`` for messages: the same wording wherever a class is named."""
+        names = [
+            self.class_names[i] if self.class_names is not None else f"class {i}"
+            for i in list(indices)[:limit]
+        ]
+        more = f" and {len(indices) - limit} more" if len(indices) > limit else ""
+        return ", ".join(names) + more
+
+    def set_stream(self, *, run_seed: int = 0, rank: int = 0, stage: int = 0) -> None:
+        """Choose this copy's stream of virtual draws: the Philox key becomes a hash of ``seed``
+        and ``(run_seed, rank, stage)``, the counter stays the shared one (``rng_state[1]``).
+
+        Ranks of one run draw different virtual features, as do the stages of a cascade and
+        runs with different seeds; ``(0, 0, 0)`` is ``seed``'s own stream. The stream is not
+        state: the trainer sets it for each process (a checkpoint resumes on any rank).
+        """
+        self.stream = (int(run_seed), int(rank), int(stage))
+        self._draw_state[0].fill_(_stream_key(self.seed, self.stream))
+
     # ---- state ------------------------------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # torch copies every matching tensor and reports size mismatches only at the end, which
+        # would leave e.g. a checkpoint's instance counts in an engine of another feature size:
+        # check every shape first, so a mismatched checkpoint changes nothing
+        for name, buffer in self._buffers.items():
+            key = prefix + name
+            if name in self._non_persistent_buffers_set or key not in state_dict:
+                continue
+            if tuple(state_dict[key].shape) != tuple(buffer.shape):
+                raise RuntimeError(
+                    f"FASA state: size mismatch for {name}: the checkpoint has "
+                    f"{tuple(state_dict[key].shape)}, this engine {tuple(buffer.shape)} "
+                    f"(num_classes={self.num_classes}, feat_dim={self.feat_dim}): it was saved "
+                    "with another class count or feature dimension"
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def get_extra_state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "num_adaptations": self.num_adaptations}
 
@@ -166,6 +268,11 @@ class FASA(nn.Module):
             )
         if labels.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"labels: expected int64 or int32 class indices, got {labels.dtype}")
+        if labels.shape != features.shape[:1]:
+            raise ValueError(
+                f"labels: expected shape ({features.shape[0]},) (one per feature row), got "
+                f"{tuple(labels.shape)}"
+            )
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Fold one step's classification features into the running class statistics.
@@ -173,15 +280,60 @@ class FASA(nn.Module):
         ``labels`` may hold background (``>= C``) and ignored (``< 0``) rows: they are skipped.
         """
         self._check_step_inputs(features, labels)
+        labels = labels.long()
+        finite = torch.isfinite(features).all(dim=1)
+        foreground = (labels >= 0) & (labels < self.num_classes)
+        self.skipped_rows[0] += (foreground & ~finite).sum()
+        labels = torch.where(finite, labels, -1)  # a NaN / Inf row never reaches the statistics
+        if self._distributed():
+            features, labels = self._gather_foreground(features.detach(), labels)
         segmented_stats_update_(
             features, labels, self.mean, self.std, self.seen, self.momentum, self.momentum_on_var
         )
 
+    def _distributed(self) -> bool:
+        return (
+            self.sync_statistics
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        )
+
+    def _gather_foreground(
+        self, features: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every rank's foreground rows, in rank order, in fixed-size blocks (``-1`` pads)."""
+        valid = (labels >= 0) & (labels < self.num_classes)
+        rows = self.sync_capacity
+        # foreground rows first, in their order (stable); fixed shapes: no host sync
+        order = torch.sort(valid.to(torch.uint8), descending=True, stable=True).indices[:rows]
+        block = features.new_zeros(rows, features.shape[1])
+        block_labels = labels.new_full((rows,), -1)
+        block[: order.numel()] = features.index_select(0, order)
+        block_labels[: order.numel()] = torch.where(valid[order], labels[order], -1)
+        self.skipped_rows[1] += (valid.sum() - rows).clamp(min=0)
+        world = torch.distributed.get_world_size()
+        gathered = [torch.empty_like(block) for _ in range(world)]
+        gathered_labels = [torch.empty_like(block_labels) for _ in range(world)]
+        torch.distributed.all_gather(gathered, block.contiguous())
+        torch.distributed.all_gather(gathered_labels, block_labels)
+        return torch.cat(gathered), torch.cat(gathered_labels)
+
+    def reduce_adaptation_losses(self) -> None:
+        """Sum the adaptation accumulators over ``torch.distributed`` ranks (each rank read its
+        own share of the adaptation images); a no-op in a single process."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.loss_sum)
+            torch.distributed.all_reduce(self.loss_count)
+
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw this step's virtual features: ``(features [capacity, D], labels, counts)``."""
-        return sample_virtual_features(
-            self.mean, self.std, self.seen, self.prob, self.rng_state, self.k, self.capacity
+        self._draw_state[1:].copy_(self.rng_state[1:])
+        out = sample_virtual_features(
+            self.mean, self.std, self.seen, self.prob, self._draw_state, self.k, self.capacity
         )
+        self.rng_state[1:].copy_(self._draw_state[1:])
+        return out
 
     def virtual_loss(
         self,
@@ -211,6 +363,8 @@ class FASA(nn.Module):
             raise ValueError(
                 f"loss_fn: expected per-row losses of shape {tuple(labels.shape)}, got {tuple(per_row.shape)}"
             )
+        # reduce in fp32: under fp16 autocast a sum of `capacity` large per-row losses overflows
+        per_row = per_row.float()
         valid = (labels >= 0).to(per_row.dtype)
         return self.loss_weight * (per_row * valid).sum() / valid.sum().clamp(min=1.0)
 
@@ -261,28 +415,39 @@ class FASA(nn.Module):
         For every group, the mean loss of the group's classes that have adaptation data now and
         had it at the previous adaptation is compared with their previous mean: lower → every
         class of the group (with or without data) gets ``p *= alpha``, higher → ``p *= beta``,
-        then clamp to [0, 1]. Groups without such classes, and never-seen classes (group -1),
-        keep their probabilities. The first adaptation only records the losses. Resets the
-        accumulators. Returns a summary (host values; adaptation runs once per epoch).
+        then clamp to [0, 1]. With ``attach_dataless`` (default) the classes of a group without
+        such data first join the nearest group that has some; otherwise they keep their
+        probabilities. Never-seen classes (group -1) keep theirs. The first adaptation only
+        records the losses. Resets the accumulators. Returns a summary (host values; adaptation
+        runs once per epoch): groups, classes with data, groups raised / lowered, and
+        ``moved``, the classes whose probability was multiplied.
         """
         valid = self.loss_count > 0
         class_loss = torch.where(valid, self.loss_sum / self.loss_count.clamp(min=1), 0.0)
+        comparable = (valid & self.prev_class_valid).cpu()
         groups = group_classes(
-            self.mean, self.std, self.seen, self.grouping, seed=self.seed, **self.grouping_params
+            self.mean,
+            self.std,
+            self.seen,
+            self.grouping,
+            seed=self.seed,
+            has_data=comparable if self.attach_dataless else None,
+            **self.grouping_params,
         )
         self.groups.copy_(groups.to(self.groups.device))
+        group_ids = groups[groups >= 0].unique().tolist()
         summary: dict[str, Any] = {
             "adaptation": self.num_adaptations,
-            "num_groups": int(groups.max().item()) + 1 if (groups >= 0).any() else 0,
+            "num_groups": len(group_ids),
             "classes_with_data": int(valid.sum().item()),
             "raised": 0,
             "lowered": 0,
+            "moved": 0,
         }
         if self.num_adaptations > 0:
-            comparable = (valid & self.prev_class_valid).cpu()
             cur, prev = class_loss.cpu(), self.prev_class_loss.cpu()
             factor = torch.ones(self.num_classes, dtype=torch.float64)
-            for g in range(summary["num_groups"]):
+            for g in group_ids:
                 members = groups == g
                 both = members & comparable
                 if not both.any():
@@ -294,6 +459,7 @@ class FASA(nn.Module):
                 elif now > before:
                     factor[members] = self.beta
                     summary["lowered"] += 1
+            summary["moved"] = int((factor != 1.0).sum())
             new_prob = (self.prob.double() * factor.to(self.prob.device)).clamp(0.0, 1.0)
             self.prob.copy_(new_prob.float())
         self.prev_class_loss.copy_(class_loss)

@@ -14,6 +14,12 @@
 Never-seen classes (``seen == 0``) have no statistics: they get group ``-1``, which the engine
 reads as "hold the probability" (they are not sampled either, until seen). DBSCAN's outliers
 (noise points) become groups of their own, so each is steered by its own loss.
+
+Groups without adaptation data cannot be steered: with ``has_data`` given, each class of such a
+group joins the group of its nearest class (in the distance the method groups by: Fisher
+distance for DBSCAN, squared Euclidean distance of the means for affinity propagation) that is
+in a group with data. At LVIS scale this is what lets the rare classes move at all: most have no
+held-out image, and DBSCAN leaves many of them as singleton outliers (``docs/method.md``).
 """
 
 from __future__ import annotations
@@ -42,6 +48,20 @@ def _dbscan_groups(distance: np.ndarray, eps: float | None, eps_quantile: float,
     return labels
 
 
+def _attach_to_groups_with_data(
+    labels: np.ndarray, distance: np.ndarray, has_data: np.ndarray
+) -> np.ndarray:
+    """Move the classes of groups without data into the group of their nearest class with data."""
+    steerable = np.isin(labels, np.unique(labels[has_data]))
+    if steerable.all() or not steerable.any():
+        return labels
+    out = labels.copy()
+    candidates = np.flatnonzero(steerable)
+    for i in np.flatnonzero(~steerable):
+        out[i] = labels[candidates[np.argmin(distance[i, candidates])]]
+    return out
+
+
 def _affinity_groups(means: np.ndarray, damping: float, seed: int):
     from sklearn.cluster import AffinityPropagation
 
@@ -66,8 +86,14 @@ def group_classes(
     fisher_eps: float = 1e-6,
     damping: float = 0.9,
     seed: int = 0,
+    has_data: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Group ids ``[C]`` int64 (on CPU): ``0..G-1`` for seen classes, ``-1`` for never-seen."""
+    """Group ids ``[C]`` int64 (on CPU) for seen classes, ``-1`` for never-seen.
+
+    ``has_data`` (``[C]`` bool): the classes with adaptation data; when given, classes of groups
+    without data join the nearest group with data (module docstring), so group ids need not be
+    contiguous.
+    """
     if method not in GROUPING_METHODS:
         raise ValueError(f"method: expected one of {GROUPING_METHODS}, got {method!r}")
     if min_samples < 1:
@@ -78,11 +104,22 @@ def group_classes(
     seen_idx = torch.nonzero(seen.cpu() > 0).flatten()
     if seen_idx.numel() == 0:
         return groups
+    if has_data is not None and has_data.shape != (mean.shape[0],):
+        raise ValueError(
+            f"has_data: expected shape ({mean.shape[0]},) (one flag per class), got "
+            f"{tuple(has_data.shape)}"
+        )
     if method == "dbscan":
         distance = fisher_distance(mean, std, fisher_eps, classes=seen_idx.to(mean.device))
-        labels = _dbscan_groups(distance.double().cpu().numpy(), eps, eps_quantile, min_samples)
+        distance = distance.double().cpu().numpy()
+        labels = _dbscan_groups(distance, eps, eps_quantile, min_samples)
     else:
         means = mean.detach().index_select(0, seen_idx.to(mean.device)).double().cpu().numpy()
         labels = _affinity_groups(means, damping, seed)
+        if has_data is not None:
+            distance = torch.cdist(torch.from_numpy(means), torch.from_numpy(means)).pow(2).numpy()
+    if has_data is not None:
+        data = has_data.cpu().bool()[seen_idx].numpy()
+        labels = _attach_to_groups_with_data(labels, distance, data)
     groups[seen_idx] = torch.as_tensor(labels, dtype=torch.int64)
     return groups

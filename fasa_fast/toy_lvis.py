@@ -55,15 +55,25 @@ def make_toy_lvis(
     image_size: int = 128,
     imbalance: float = 50.0,
     max_objects: int = 4,
+    num_empty: int = 0,
+    categories: list[dict] | None = None,
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write the dataset under ``root``; returns the paths of the two annotation files.
 
-    Every class gets at least one training instance (the first ``num_classes`` training
-    images each start with one object of their class), so ``num_train >= num_classes``.
+    Every class gets at least one training instance: training image ``i`` starts with one
+    object of each class ``i, i + num_train, i + 2 * num_train, ...`` (so with more classes than
+    training images, images carry several guaranteed objects, drawn smaller). ``num_empty``
+    images without any object are added to each split, as LVIS has them. ``categories``
+    (``num_classes`` dicts with ``name`` and ``frequency``, e.g. LVIS v1's own) replaces the
+    generated names and the frequency groups derived from the generated image counts.
     """
-    if num_train < num_classes:
-        raise ValueError(f"num_train: expected >= num_classes={num_classes}, got {num_train}")
+    if num_train < 1 or num_classes < 1:
+        raise ValueError(f"num_train, num_classes: expected >= 1, got {num_train}, {num_classes}")
+    if categories is not None and len(categories) != num_classes:
+        raise ValueError(
+            f"categories: expected num_classes={num_classes} entries, got {len(categories)}"
+        )
     import cv2
 
     root = Path(root)
@@ -73,20 +83,25 @@ def make_toy_lvis(
     colours = rng.integers(40, 256, size=(num_classes, 3))
     shapes = [SHAPES[c % len(SHAPES)] for c in range(num_classes)]
     paths = {}
-    for split, count, offset in (("train", num_train, 0), ("val", num_val, num_train)):
+    splits = (("train", num_train, 0), ("val", num_val, num_train + num_empty))
+    for split, count, offset in splits:
         folder = root / f"{split}2017"
         folder.mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
-        for i in range(count):
+        for i in range(count + num_empty):
             image_id = offset + i + 1
             canvas = np.full((image_size, image_size, 3), 20, dtype=np.uint8)
             canvas += rng.integers(0, 20, size=canvas.shape, dtype=np.uint8)
             present = set()
-            for j in range(int(rng.integers(1, max_objects + 1))):
+            guaranteed = list(range(i, num_classes, num_train)) if split == "train" else []
+            num_objects = 0 if i >= count else int(rng.integers(1, max_objects + 1))
+            num_objects = max(num_objects, len(guaranteed)) if i < count else 0
+            size = min(1.0, math.sqrt(max_objects / max(num_objects, 1)))
+            for j in range(num_objects):
                 c = int(rng.choice(num_classes, p=weights))
-                if split == "train" and j == 0 and i < num_classes:
-                    c = i  # every class has at least one training instance
-                w, h = rng.uniform(0.2, 0.45, size=2) * image_size
+                if j < len(guaranteed):
+                    c = guaranteed[j]  # every class has at least one training instance
+                w, h = rng.uniform(0.2, 0.45, size=2) * image_size * size
                 x, y = rng.uniform(0, image_size - w), rng.uniform(0, image_size - h)
                 poly = _polygon(shapes[c], x, y, w, h)
                 pts = np.array(poly, dtype=np.float32).reshape(-1, 2).round().astype(np.int32)
@@ -129,9 +144,11 @@ def make_toy_lvis(
     categories = [
         {
             "id": c,
-            "name": f"{shapes[c - 1]}_{c}",
+            "name": categories[c - 1]["name"] if categories else f"{shapes[c - 1]}_{c}",
             "synset": f"toy.n.{c:02d}",
-            "frequency": _frequency(image_counts[c]),
+            "frequency": categories[c - 1]["frequency"]
+            if categories
+            else _frequency(image_counts[c]),
             "image_count": image_counts[c],
             "instance_count": instance_counts[c],
         }

@@ -63,6 +63,7 @@ train_dataloader = dict(
         split="train",
         fraction=0.1,
         max_images=100,
+        strategy="random",  # the split the demo's reported numbers were measured with
         seed=0,
         dataset=toy_train,
     ),
@@ -83,7 +84,7 @@ val_dataloader = dict(
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(
-    type="FASALVISMetric",
+    type="LVISMetric",
     ann_file=data_root + "annotations/lvis_v1_val.json",
     metric=["bbox", "segm"],
 )

@@ -1,24 +1,16 @@
 # FASA in every stage of Cascade Mask R-CNN R101-FPN with Seesaw loss, RFS, 24 epochs. mmengine
 # replaces lists whole, so the three stage heads are spelled out: mmdet's, with the FASA type and
 # the `fasa` options added. Each stage keeps its own class statistics and probabilities.
-_base_ = "./cascade-mask-rcnn_r101_fpn_rfs_seesaw_24e_lvis-v1.py"
-custom_imports = dict(imports=["fasa_fast.mmdet"], allow_failed_imports=False)
+_base_ = ["./cascade-mask-rcnn_r101_fpn_rfs_seesaw_24e_lvis-v1.py", "./_base_/fasa.py"]
 
 lvis_train = {{_base_.train_dataloader.dataset.dataset}}
-train_dataloader = dict(
-    dataset=dict(
-        dataset=dict(
-            _delete_=True,
-            type="FASAHeldOutSplit",
-            split="train",
-            fraction=0.05,
-            max_images=1000,
-            dataset=lvis_train,
-        )
-    )
+train_dataloader = dict(  # repeat factor sampling over the images not held out
+    dataset=dict(dataset=dict(_delete_=True, type="FASAHeldOutSplit", dataset=lvis_train))
 )
-fasa = dict(
-    data_root={{_base_.data_root}}, ann_file={{_base_.train_dataloader.dataset.dataset.ann_file}}
+fasa = dict(  # virtual features scored with Seesaw's own loss (see the Mask R-CNN Seesaw config)
+    data_root={{_base_.data_root}},
+    ann_file={{_base_.train_dataloader.dataset.dataset.ann_file}},
+    virtual_loss="seesaw",
 )
 
 
@@ -49,4 +41,3 @@ model = dict(
         ]
     )
 )
-custom_hooks = [dict(type="FASAHook", max_images=500)]

@@ -8,8 +8,11 @@ statistics and adds ``loss_cls_fasa``, the virtual-feature loss, as its own loss
 The virtual-feature loss never goes through the head's ``loss_cls``: stateful losses (Seesaw's
 ``cum_samples``, EQLv2's gradient accumulators) keep statistics of real samples only. It is a
 stateless per-row loss on the classifier's logits: ``virtual_loss='softmax'`` (default: softmax
-cross-entropy over the class logits, plus background for C+1 heads) or ``'sigmoid'`` (binary
-cross-entropy against the one-hot class, for sigmoid-based losses such as EQLv2).
+cross-entropy over the class logits, plus background for C+1 heads), ``'sigmoid'`` (binary
+cross-entropy against the one-hot class, for sigmoid-based losses such as EQLv2) or
+``'seesaw'`` (heads with ``SeesawLoss``: Seesaw's loss for a positive sample — the class term
+with its mitigation and compensation factors from the head's current ``cum_samples``, plus the
+objectness term — computed without adding the virtual rows to ``cum_samples``).
 
 Config::
 
@@ -28,13 +31,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.losses import SeesawLoss
+from mmdet.models.losses.seesaw_loss import seesaw_ce_loss
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead, Shared4Conv1FCBBoxHead
 from mmdet.registry import MODELS
 
 from fasa_fast.annotations import class_counts_from_annotations
 from fasa_fast.engine import FASA
 
-VIRTUAL_LOSSES = ("softmax", "sigmoid")
+VIRTUAL_LOSSES = ("softmax", "sigmoid", "seesaw")
 
 
 class FASABBoxHeadMixin:
@@ -52,9 +57,19 @@ class FASABBoxHeadMixin:
         if data_root:  # mmdet's convention: ann_file relative to data_root
             ann_file = os.path.join(data_root, ann_file)
         self.fasa_virtual_loss = options.pop("virtual_loss", "softmax")
+        # FASAHook moves the engine past its warm-up and adapts it; a head trained without it
+        # would silently never draw a virtual feature (require_hook=False: a custom trainer
+        # calls fasa.start_epoch / fasa.adapt itself, or a unit test drives the head)
+        self.fasa_require_hook = bool(options.pop("require_hook", True))
+        self.fasa_hooked = False
         if self.fasa_virtual_loss not in VIRTUAL_LOSSES:
             raise ValueError(
                 f"fasa.virtual_loss: expected one of {VIRTUAL_LOSSES}, got {self.fasa_virtual_loss!r}"
+            )
+        if self.fasa_virtual_loss == "seesaw" and not isinstance(self.loss_cls, SeesawLoss):
+            raise ValueError(
+                f"fasa.virtual_loss: 'seesaw' needs loss_cls=SeesawLoss, got "
+                f"{type(self.loss_cls).__name__}"
             )
         counts = class_counts_from_annotations(ann_file)
         if counts.num_classes != self.num_classes:
@@ -66,6 +81,7 @@ class FASABBoxHeadMixin:
             raise ValueError(
                 f"{type(self).__name__}: FASA needs the classification branch (with_cls=True)"
             )
+        options.setdefault("class_names", counts.display_names())
         self.fasa = FASA(
             self.num_classes, self.fc_cls.in_features, counts.instance_counts, **options
         )
@@ -86,12 +102,26 @@ class FASABBoxHeadMixin:
 
     def fasa_per_row_loss(self, cls_score: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Stateless per-row classification loss (virtual features and the adaptation pass)."""
+        if self.fasa_virtual_loss == "seesaw":
+            return self._seesaw_per_row_loss(cls_score.float(), labels)
         logits = self.fasa_class_logits(cls_score).float()
         if self.fasa_virtual_loss == "sigmoid":
             fg = logits[:, : self.num_classes]
             target = F.one_hot(labels.clamp(0, self.num_classes - 1), self.num_classes).float()
             return F.binary_cross_entropy_with_logits(fg, target, reduction="none").sum(1)
         return F.cross_entropy(logits, labels, reduction="none")
+
+    def _seesaw_per_row_loss(self, cls_score: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """SeesawLoss's per-row loss for foreground rows, its ``cum_samples`` read, not updated."""
+        seesaw = self.loss_cls
+        classes, objectness = seesaw._split_cls_score(cls_score)
+        cum_samples = seesaw.cum_samples[: self.num_classes].to(classes.dtype)
+        class_term = seesaw_ce_loss(
+            classes, labels, None, cum_samples, self.num_classes, seesaw.p, seesaw.q,
+            seesaw.eps, reduction="none",
+        )  # fmt: skip
+        objectness_term = F.cross_entropy(objectness, torch.zeros_like(labels), reduction="none")
+        return class_term + objectness_term
 
     def loss_and_target(
         self,
@@ -109,6 +139,13 @@ class FASABBoxHeadMixin:
         features, self._fasa_features = self._fasa_features, None
         if features is None or not concat:
             return out
+        if self.fasa_require_hook and not self.fasa_hooked:
+            raise RuntimeError(
+                f"{type(self).__name__}: training without FASAHook: add "
+                "custom_hooks=[dict(type='FASAHook')] to the config (a config that sets its own "
+                "custom_hooks replaces the inherited list), or set fasa.require_hook=False and "
+                "drive fasa.start_epoch() / fasa.adapt() yourself"
+            )
         labels = out["bbox_targets"][0]  # background is num_classes: skipped by the engine
         self.fasa.update(features, labels)
         self._fasa_in_virtual_pass = True

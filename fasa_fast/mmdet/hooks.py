@@ -2,7 +2,7 @@
 
 - before each training epoch: tells every FASA box head which epoch starts (warm-up);
 - after each training epoch past the warm-up: an adaptation pass over ``adapt_dataloader``
-  (bounded to ``max_images``), per-class classification losses of the ground-truth boxes
+  (the same images every pass: at most ``max_images`` of them over all ranks), per-class classification losses of the ground-truth boxes
   (each FASA stage's ``cls_score`` on the GT boxes as RoIs, the head's stateless loss),
   reduced across ranks, then ``FASA.adapt()``;
 - logs the mean sampling probability per frequency group (LVIS rare / common / frequent) and
@@ -59,9 +59,7 @@ def _pipeline_loads_boxes(dataset: Any) -> bool:
 
 def reduce_adaptation_losses(fasa) -> None:
     """Sum every rank's per-class adaptation losses and counts (each rank saw its own images)."""
-    if is_distributed():
-        all_reduce(fasa.loss_sum, op="sum")
-        all_reduce(fasa.loss_count, op="sum")
+    fasa.reduce_adaptation_losses()
 
 
 def group_means(head: FASABBoxHeadMixin) -> dict[str, float]:
@@ -85,9 +83,13 @@ class FASAHook(Hook):
         adapt_dataloader: dataloader config of the adaptation set; its pipeline must load the
             annotations (boxes and labels). Default: the ``split='adapt'`` side of the
             ``FASAHeldOutSplit`` that wraps the training set (found in ``train_dataloader``),
-            without augmentation.
+            without augmentation. Its sampler is a ``FASAAdaptationSampler`` (a
+            ``DefaultSampler`` given here is replaced by one).
         adapt_scale: image scale of the default adaptation pipeline.
-        max_images: images per adaptation pass at most (its cost counts toward FASA's overhead).
+        max_images: images per adaptation pass at most, over all ranks together (its cost counts
+            toward FASA's overhead); None reads the whole adaptation set. A smaller number reads a
+            fixed seeded sample spread over the whole set, the same images every pass.
+        seed: seed of that sample.
         plot: write the two PNGs at the end of training.
     """
 
@@ -97,7 +99,8 @@ class FASAHook(Hook):
         self,
         adapt_dataloader: dict | None = None,
         adapt_scale: tuple[int, int] = (1333, 800),
-        max_images: int | None = 500,
+        max_images: int | None = None,
+        seed: int = 0,
         plot: bool = True,
     ) -> None:
         if adapt_dataloader is not None and not _pipeline_loads_boxes(
@@ -109,7 +112,9 @@ class FASAHook(Hook):
             )
         self.adapt_dataloader_cfg = adapt_dataloader
         self.adapt_scale = tuple(adapt_scale)
-        self.max_images = max_images
+        if max_images is not None and max_images < 1:
+            raise ValueError(f"FASAHook: max_images: expected >= 1 or None, got {max_images}")
+        self.max_images, self.seed = max_images, seed
         self.plot = plot
 
     def default_adapt_dataloader(self, runner) -> dict:
@@ -132,9 +137,21 @@ class FASAHook(Hook):
         return dict(
             batch_size=loader.get("batch_size", 2),
             num_workers=loader.get("num_workers", 0),
-            sampler=dict(type="DefaultSampler", shuffle=False),
             dataset=dict(dataset, split="adapt", pipeline=pipeline),
         )
+
+    def with_adaptation_sampler(self, loader: dict) -> dict:
+        """The loader config with the hook's ``FASAAdaptationSampler`` (see ``max_images``)."""
+        sampler = dict(loader.get("sampler") or {})
+        kind = sampler.get("type", "DefaultSampler")
+        if kind == "DefaultSampler":
+            sampler = dict(type="FASAAdaptationSampler", num_samples=self.max_images, seed=self.seed)
+        elif kind != "FASAAdaptationSampler":
+            raise ValueError(
+                "FASAHook: adapt_dataloader.sampler: expected FASAAdaptationSampler or "
+                f"DefaultSampler (replaced by one), got {kind!r}"
+            )
+        return dict(loader, sampler=sampler)
 
     def _model(self, runner):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -145,8 +162,14 @@ class FASAHook(Hook):
             raise RuntimeError(
                 "FASAHook: the model has no FASA box head (type='FASAShared2FCBBoxHead', ...)"
             )
+        # the run's seed (where the config sets one: a resumed run keeps its stream), the rank
+        # and the stage pick each copy's stream of virtual draws; the counter stays shared
+        run_seed = (runner.cfg.get("randomness") or {}).get("seed") or 0
+        for stage, head in self.stages:
+            head.fasa_hooked = True
+            head.fasa.set_stream(run_seed=run_seed, rank=runner.rank, stage=stage or 0)
         cfg = self.adapt_dataloader_cfg or self.default_adapt_dataloader(runner)
-        self.adapt_loader = runner.build_dataloader(cfg)
+        self.adapt_loader = runner.build_dataloader(self.with_adaptation_sampler(cfg))
         sample = self.adapt_loader.dataset[0]
         instances = getattr(sample.get("data_samples"), "gt_instances", None)
         if instances is None or "labels" not in instances:
@@ -181,8 +204,6 @@ class FASAHook(Hook):
                         labels, losses=head.fasa_per_row_loss(cls_score, labels)
                     )
                 images += len(samples)
-                if self.max_images is not None and images >= self.max_images:
-                    break
         finally:
             model.train(was_training)
         return images
@@ -191,14 +212,32 @@ class FASAHook(Hook):
         epoch = runner.epoch + 1  # 1-based number of the epoch that just finished
         record: dict[str, Any] = {"epoch": epoch}
         if any(head.fasa.augmenting for _, head in self.stages):
-            images = self._adaptation_pass(runner)
+            images = torch.tensor(self._adaptation_pass(runner))
+            if is_distributed():
+                all_reduce(images, op="sum")  # the log reports the pass over all ranks
             for stage, head in self.stages:
                 reduce_adaptation_losses(head.fasa)
                 summary = head.fasa.adapt()
                 name = "fasa" if stage is None else f"fasa.s{stage}"
                 runner.logger.info(
-                    f"{name}: adaptation {summary['adaptation']} on {images} images: "
-                    f"{summary['num_groups']} groups, {summary['raised']} raised, {summary['lowered']} lowered"
+                    f"{name}: adaptation {summary['adaptation']} on {int(images)} images: "
+                    f"{summary['num_groups']} groups, {summary['raised']} raised, "
+                    f"{summary['lowered']} lowered, {summary['moved']} classes moved"
+                )
+                if summary["classes_with_data"] == 0:
+                    runner.logger.warning(
+                        f"{name}: the adaptation pass found no ground-truth box of any class: "
+                        "the probabilities stay as they are; check the adaptation set's "
+                        "annotations (FASAHook adapt_dataloader / FASAHeldOutSplit)"
+                    )
+        for stage, head in self.stages:
+            nonfinite, overflow = head.fasa.skipped_rows.tolist()  # once per epoch: host read ok
+            head.fasa.skipped_rows.zero_()
+            if nonfinite or overflow:
+                name = "fasa" if stage is None else f"fasa.s{stage}"
+                runner.logger.warning(
+                    f"{name}: this epoch kept {nonfinite} foreground rows with NaN/Inf features "
+                    f"and {overflow} rows beyond sync_capacity out of the statistics"
                 )
         scalars = {}
         for stage, head in self.stages:

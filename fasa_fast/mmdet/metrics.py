@@ -1,9 +1,9 @@
 """Evaluation glue: mmdet's LVIS metrics under the lvis-api numpy shim, and COCO-LT bins.
 
-- ``FASALVISMetric``: mmdet's ``LVISMetric`` (AP, APr, APc, APf for bbox and segm), run inside
-  ``lvis_numpy_compat()`` so that PyPI ``lvis`` 0.5.3 works on the pinned numpy.
+- LVIS AP, APr, APc, APf: use mmdet's own ``LVISMetric``; ``import fasa_fast.mmdet`` makes PyPI
+  ``lvis`` 0.5.3 work on the pinned numpy (``fasa_fast.lvis_compat``).
 - ``FASALVISFixedAPMetric``: mmdet's ``LVISFixedAPMetric`` (AP^fixed of Dave et al. 2021: no
-  per-image cap, the top 10,000 detections per class), under the same shim; with
+  per-image cap, the top 10,000 detections per class); with
   ``pooled=True`` it also reports ``APpool``, Dave et al.'s pooled AP: one precision-recall
   curve over the detections of all classes together, which rewards scores calibrated across
   classes.
@@ -16,21 +16,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from mmdet.evaluation.metrics import CocoMetric, LVISMetric
+from mmdet.evaluation.metrics import CocoMetric
 from mmdet.evaluation.metrics.lvis_metric import LVISFixedAPMetric
 from mmdet.registry import METRICS
 
 from fasa_fast.annotations import class_counts_from_annotations
-from fasa_fast.lvis_compat import lvis_numpy_compat
 
 COCO_LT_BINS = (1, 20, 400, 8000)
-
-
-@METRICS.register_module()
-class FASALVISMetric(LVISMetric):
-    def compute_metrics(self, results: list) -> dict:
-        with lvis_numpy_compat():
-            return super().compute_metrics(results)
 
 
 def pooled_ap(lvis_eval) -> float:
@@ -74,21 +66,20 @@ class FASALVISFixedAPMetric(LVISFixedAPMetric):
         self.pooled = pooled
 
     def compute_metrics(self, results: dict) -> dict:
-        with lvis_numpy_compat():
-            if not self.pooled:
-                return super().compute_metrics(results)
-            from lvis import LVISEval, LVISResults
+        if not self.pooled:
+            return super().compute_metrics(results)
+        from lvis import LVISEval, LVISResults
 
-            detections = []
-            for anns in results.values():  # AP^fixed: the top-k detections of every class
-                detections.extend(sorted(anns, key=lambda a: a["score"], reverse=True)[: self.topk])
-            lvis_dt = LVISResults(self._lvis_api, detections, max_dets=-1)
-            lvis_eval = LVISEval(self._lvis_api, lvis_dt, iou_type="bbox")
-            lvis_eval.params.max_dets = -1
-            lvis_eval.run()
-            metrics = {k: v for k, v in lvis_eval.results.items() if k.startswith("AP")}
-            metrics["APpool"] = pooled_ap(lvis_eval)
-            return metrics
+        detections = []
+        for anns in results.values():  # AP^fixed: the top-k detections of every class
+            detections.extend(sorted(anns, key=lambda a: a["score"], reverse=True)[: self.topk])
+        lvis_dt = LVISResults(self._lvis_api, detections, max_dets=-1)
+        lvis_eval = LVISEval(self._lvis_api, lvis_dt, iou_type="bbox")
+        lvis_eval.params.max_dets = -1
+        lvis_eval.run()
+        metrics = {k: v for k, v in lvis_eval.results.items() if k.startswith("AP")}
+        metrics["APpool"] = pooled_ap(lvis_eval)
+        return metrics
 
 
 @METRICS.register_module()

@@ -61,8 +61,16 @@ def native_available(device_type: str) -> bool:
 
 
 def triton_available() -> bool:
+    """Whether the Triton backend can run: triton imports *and* so do our kernels.
+
+    ``fasa_fast.kernels`` is the repo's ``kernels/`` mapped by ``package_dir``; a build that
+    skips that mapping (``setup.py build_ext --inplace``) has triton but not the kernels, and
+    must fall back instead of failing every import of ``fasa_fast``.
+    """
     try:
         import triton  # noqa: F401
+
+        import fasa_fast.kernels  # noqa: F401
     except ImportError:
         return False
     return True

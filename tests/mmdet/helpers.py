@@ -37,7 +37,9 @@ def fasa_head(head: dict, ann_file, **fasa) -> dict:
     head = copy.deepcopy(head)
     head["type"] = "FASA" + head["type"]
     head["num_classes"] = NUM_CLASSES
-    head["fasa"] = dict(ann_file=str(ann_file), warmup_epochs=0, capacity=16, **fasa)
+    # require_hook=False: most tests drive the head without a runner (and so without FASAHook)
+    head["fasa"] = dict(ann_file=str(ann_file), warmup_epochs=0, capacity=16, require_hook=False)
+    head["fasa"].update(fasa)
     return head
 
 

@@ -1,0 +1,72 @@
+"""Every command the README shows is run by some test: this module runs the small ones itself and
+holds the map from each README command to the test that runs it, checked against the README."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# README command (its start) -> where it runs. Commands that need a GPU or LVIS say so.
+RUN_BY = {
+    "make demo": "tests/mmdet/test_demo.py (the demo's short mode)",
+    "make test": ".ci/run (CI) runs it on every submission",
+    "make env": "make test's first step (scripts/setup_env.sh)",
+    "make bench": "benchmarks/ in quick mode inside make test (same code, one round)",
+    "make gpu-check": "needs a GPU: scripts/gpu_check.sh",
+    "python -m fasa_fast.mmdet.demo": "tests/mmdet/test_demo.py",
+    "python -m fasa_fast.examples.long_tailed_classification": "tests/test_examples.py",
+    "python tools/train.py": "tests/mmdet/test_configs.py (every shipped config)",
+    "python tools/test.py": "tests/mmdet/test_configs.py (every shipped config)",
+    "torchrun --nproc_per_node 8 tools/train.py": "needs GPUs",
+    "python benchmarks/report.py": "test_benchmark_report_reads_the_committed_results (here)",
+    "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
+    "python -m fasa_fast.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",
+}
+
+
+def readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                commands.append(line.replace(".venv/bin/", ""))
+    commands += [c.replace(".venv/bin/", "") for c in re.findall(r"`((?:make|python|pip) [^`]+)`", text)]
+    return commands
+
+
+def test_every_readme_command_is_run_somewhere():
+    missing = [c for c in readme_commands() if not any(c.startswith(k) for k in RUN_BY)]
+    assert not missing, f"README commands that no test runs (add one, then a RUN_BY entry): {missing}"
+
+
+@pytest.mark.parametrize("result", sorted((REPO / "benchmarks" / "results").glob("cpu-*.json")))
+def test_benchmark_report_reads_the_committed_results(result):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "report.py"), str(result)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    assert "|" in out and len(out.splitlines()) > 3  # a markdown table with rows
+
+
+def test_toy_lvis_command_writes_both_splits(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "fasa_fast.toy_lvis", "--root", str(tmp_path / "toy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    for split in ("train", "val"):
+        assert (tmp_path / "toy" / "annotations" / f"lvis_v1_{split}.json").is_file()
+        assert f"{split}:" in out
