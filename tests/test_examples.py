@@ -11,9 +11,106 @@ from fasa_fast.examples import long_tailed_classification as lt
 
 
 def test_example_runs_end_to_end(capsys):
-    lt.main(["--seeds", "0", "--epochs", "2"])
+    lt.main(["--dataset", "digits-lt", "--seeds", "0", "--epochs", "2"])
     out = capsys.readouterr().out
-    assert "| softmax CE + FASA |" in out and "| softmax CE |" in out and "per seed" in out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    rows = [line.split(" | ")[0][2:] for line in table[1:]]
+    assert rows == [
+        "softmax CE",
+        "+ FA, static s = 1",
+        "+ FA, static s = 5",
+        "+ FASA, adaptive from s = 1",
+        "static-s1 − baseline, per seed",
+        "static-s5 − baseline, per seed",
+        "adaptive − baseline, per seed",
+        "adaptive − static-s1, per seed",
+    ], out
+
+
+def test_methods_option_selects_rows(capsys):
+    lt.main(["--dataset", "digits-lt", "--seeds", "0", "--epochs", "1", "--methods", "static-s5"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| + FA, static s = 5"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("baseline", lt.Method("baseline")),
+        ("static-s1", lt.Method("static-s1", 1.0, False)),
+        ("static-s15", lt.Method("static-s15", 15.0, False)),
+        ("static-s2.5", lt.Method("static-s2.5", 2.5, False)),
+        ("adaptive", lt.Method("adaptive", 1.0, True)),
+        ("adaptive-s5", lt.Method("adaptive-s5", 5.0, True)),
+    ],
+)
+def test_parse_method(name, expected):
+    assert lt.parse_method(name) == expected
+
+
+@pytest.mark.parametrize("name", ["static", "fasa", "static-s", "adaptive-5", "static-s0", ""])
+def test_parse_method_rejects(name):
+    with pytest.raises(ValueError, match="expected"):
+        lt.parse_method(name)
+
+
+def test_bad_methods_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        lt.main(["--methods", "baseline", "static"])
+    assert "--methods: method: expected 'baseline'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        lt.main(["--methods", "baseline", "baseline"])
+    assert "--methods: methods: expected distinct names" in capsys.readouterr().err
+
+
+def test_methods_are_paired_same_init_and_batches():
+    """During the warm-up epoch FASA only gathers statistics, so every method must end that
+    epoch with the very same weights: same initialisation, same batches, same data."""
+    data = lt.digits_long_tailed(seed=3)
+    cfg = lt.TrainConfig(epochs=1, warmup_epochs=1)
+    states = [lt.train(data, method=m, seed=3, cfg=cfg)[0].state_dict() for m in lt.DEFAULT_METHODS]
+    for name, state in zip(lt.DEFAULT_METHODS[1:], states[1:], strict=True):
+        for key, value in state.items():
+            assert torch.equal(value, states[0][key]), f"{name}: {key} differs from baseline"
+    other_seed = lt.train(data, method="baseline", seed=4, cfg=cfg)[0].state_dict()
+    assert not torch.equal(other_seed["fc_cls.weight"], states[0]["fc_cls.weight"])
+
+
+def test_static_methods_keep_eq4_probabilities_and_adaptive_adapts():
+    data = lt.digits_long_tailed(seed=0)
+    cfg = lt.TrainConfig(epochs=3, warmup_epochs=1)
+    inverse = 1.0 / data.train_counts.double()  # Eq. 4 by hand, float64
+    for scale in (1.0, 5.0):
+        _, engine = lt.train(data, method=f"static-s{scale:g}", seed=0, cfg=cfg)
+        expected = (scale * inverse / inverse.sum()).clamp(max=1.0)
+        assert engine.num_adaptations == 0
+        torch.testing.assert_close(engine.prob.double(), expected, rtol=1e-6, atol=0)
+    assert expected.max() == 1.0  # s = 5 saturates the rarest digit: the clamp is exercised
+    model, engine = lt.train(data, method="adaptive", seed=0, cfg=cfg)
+    assert engine.num_adaptations == cfg.epochs - cfg.warmup_epochs
+    _, baseline_engine = lt.train(data, method="baseline", seed=0, cfg=cfg)
+    assert baseline_engine is None
+
+
+def test_summary_table_paired_differences():
+    def runs(*alls):
+        return [{"all": a, "many": 90.0, "medium": 50.0, "few": a - 10} for a in alls]
+
+    results = {
+        "baseline": runs(50.0, 60.0, 55.0),
+        "static-s1": runs(52.0, 61.0, 55.0),  # per-seed +2, +1, 0
+        "adaptive": runs(60.0, 50.0, 58.0),  # per-seed +10, -10, +3
+    }
+    lines = lt.summary_table(results).splitlines()
+    assert lines[2] == "| softmax CE | 55.0 ± 5.0 | 90.0 ± 0.0 | 50.0 ± 0.0 | 45.0 ± 5.0 |"
+    assert lines[3].startswith("| + FA, static s = 1 | 56.0 ± 4.6 |")  # std of 52, 61, 55
+    # paired: the std of the per-seed differences, not of the two sets of runs
+    assert lines[5] == (
+        "| static-s1 − baseline, per seed | +1.0 ± 1.0 | +0.0 ± 0.0 | +0.0 ± 0.0 | +1.0 ± 1.0 |"
+    )
+    assert lines[6].startswith("| adaptive − baseline, per seed | +1.0 ± 10.1 |")
+    assert lines[7].startswith("| adaptive − static-s1, per seed | +0.0 ± 9.8 |")
+    assert len(lines) == 8
 
 
 def test_long_tail_profile():
@@ -48,7 +145,7 @@ def test_cifar100_lt_pipeline_on_generated_pickles(tmp_path):
     assert torch.bincount(data.y_adapt, minlength=5).tolist() == [4, 2, 1, 0, 0]
     assert data.x_train.shape[1:] == (3, 32, 32) and data.num_classes == 5
     cfg = lt.TrainConfig(epochs=2, warmup_epochs=0, batch_size=32)
-    model, engine = lt.train(data, fasa=True, seed=0, cfg=cfg)
+    model, engine = lt.train(data, method="adaptive", seed=0, cfg=cfg)
     assert engine.num_adaptations == 2 and (engine.seen > 0).all()
     acc = lt.evaluate(model, data)
     assert set(acc) == {"all", "many", "medium", "few"} and 0 <= acc["all"] <= 100
@@ -69,3 +166,10 @@ def test_digits_lt_is_long_tailed_with_a_balanced_test_set():
     assert counts[-1] == 1
     assert torch.bincount(data.y_test).tolist() == [50] * 10
     assert data.x_train.shape[1] == 64 and float(data.x_train.max()) <= 1.0
+
+
+def test_summary_table_pairs_adaptive_with_the_static_run_of_its_scale():
+    run = [{"all": 50.0, "many": 90.0, "medium": 50.0, "few": 40.0}]
+    names = ["static-s1", "static-s5", "adaptive-s5"]  # no baseline: no "− baseline" rows
+    lines = lt.summary_table({name: run for name in names}).splitlines()
+    assert [line.split(" | ")[0] for line in lines[5:]] == ["| adaptive-s5 − static-s5, per seed"]

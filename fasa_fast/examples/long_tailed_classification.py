@@ -1,4 +1,4 @@
-"""Long-tailed classification with FASA (paper §4.4): baseline vs FASA, everything else equal.
+"""Long-tailed classification with FASA (paper §4.4, Table 3 in miniature), all else equal.
 
 Datasets:
 - ``synthetic`` (default, no files needed): 100 classes of 32-D points around 10 super-category
@@ -10,13 +10,22 @@ Datasets:
 - ``cifar100-lt``: CIFAR-100 with the usual exponential profile (Cao et al. 2019), read from
   the python pickles of ``cifar-100-python`` under ``--data-root`` (never downloaded).
 
-Both methods train the same model from the same initialisation on the same batches; FASA adds
-the virtual-feature loss on the classifier's input features (``fasa_fast.FASA``) and, after
-each epoch past the warm-up, an adaptation pass on a held-out part of the training set (up to
-10% of each class with at least 10 images; other classes move with their group).
+Methods (``--methods``, the paper's Table 3 ablation; default: the four below):
+- ``baseline``: softmax cross-entropy, no FASA;
+- ``static-s1``, ``static-s5`` (any ``static-s<S>``): virtual features (``fasa_fast.FASA``) drawn
+  with the Eq. 4 probabilities at scale ``S``, kept fixed (no adaptation);
+- ``adaptive`` (= ``adaptive-s1``; any ``adaptive-s<S>``): FASA as published, Eq. 4 at scale
+  ``S`` plus, after each epoch past the warm-up, an adaptation pass on a held-out part of the
+  training set (up to 10% of each class with at least 10 images; other classes move with their
+  group).
+
+Every method trains the same model from the same initialisation on the same batches of the
+same data for a given seed (the held-out part is withheld from all of them), so differences
+between methods are paired by seed.
 
 Reports balanced test accuracy over all classes and for the many (> 100 training images),
-medium (20–100) and few (< 20) shot classes, mean ± std over the seeds.
+medium (20–100) and few (< 20) shot classes, mean ± std over the seeds, and the per-seed
+differences of each FASA variant from the baseline.
 
 Run: ``python -m fasa_fast.examples.long_tailed_classification --seeds 0 1 2``
 """
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fasa_fast.engine import FASA
+from fasa_fast.ops import get_backend
 
 
 @dataclass
@@ -195,26 +206,70 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.05
     warmup_epochs: int = 1
-    fasa_scale: float = 1.0
     fasa_loss_weight: float = 0.1
     capacity: int = 64
 
 
+@dataclass(frozen=True)
+class Method:
+    """One row of the ablation: ``scale`` is s of Eq. 4 (``None``: no FASA at all)."""
+
+    name: str
+    scale: float | None = None
+    adaptive: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.scale is None:
+            return "softmax CE"
+        if self.adaptive:
+            return f"+ FASA, adaptive from s = {self.scale:g}"
+        return f"+ FA, static s = {self.scale:g}"
+
+
+DEFAULT_METHODS = ("baseline", "static-s1", "static-s5", "adaptive")
+_METHOD_PATTERN = re.compile(r"(static|adaptive)(?:-s(\d+(?:\.\d+)?))?")
+
+
+def parse_method(name: str) -> Method:
+    """``baseline``, ``static-s<S>`` or ``adaptive[-s<S>]`` (s = 1 when omitted)."""
+    if name == "baseline":
+        return Method(name)
+    match = _METHOD_PATTERN.fullmatch(name)
+    if match is None or (match[1] == "static" and match[2] is None):
+        raise ValueError(
+            f"method: expected 'baseline', 'static-s<S>' or 'adaptive[-s<S>]', got {name!r}"
+        )
+    scale = float(match[2]) if match[2] is not None else 1.0
+    if scale <= 0:
+        raise ValueError(f"method {name!r}: expected a scale s > 0, got {scale:g}")
+    return Method(name, scale, match[1] == "adaptive")
+
+
+def parse_methods(names: list[str] | tuple[str, ...]) -> list[Method]:
+    """``parse_method`` over a list of distinct names (each is one column of paired runs)."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"methods: expected distinct names, got {list(names)}")
+    return [parse_method(name) for name in names]
+
+
 def train(
-    data: LongTailedData, *, fasa: bool, seed: int, cfg: TrainConfig
+    data: LongTailedData, *, method: Method | str, seed: int, cfg: TrainConfig
 ) -> tuple[nn.Module, FASA | None]:
+    """Train one method; the model's initialisation and batch order depend on ``seed`` only."""
+    method = parse_method(method) if isinstance(method, str) else method
     torch.manual_seed(seed)
     if data.x_train.dim() == 4:
         model: nn.Module = SmallCNN(data.num_classes)
     else:
         model = MLPClassifier(data.x_train.shape[1], data.num_classes)
     engine = None
-    if fasa:
+    if method.scale is not None:
         engine = FASA(
             data.num_classes,
             model.fc_cls.in_features,
-            data.train_counts.clamp(min=1),
-            init_scale=cfg.fasa_scale,
+            data.train_counts,
+            init_scale=method.scale,
             loss_weight=cfg.fasa_loss_weight,
             capacity=cfg.capacity,
             warmup_epochs=cfg.warmup_epochs,
@@ -237,7 +292,7 @@ def train(
             loss.backward()
             opt.step()
         sched.step()
-        if engine is not None and engine.augmenting and len(data.y_adapt) > 0:
+        if method.adaptive and engine.augmenting and len(data.y_adapt) > 0:
             model.eval()
             with torch.no_grad():
                 for idx in torch.arange(len(data.y_adapt)).split(512):
@@ -265,52 +320,83 @@ def evaluate(model: nn.Module, data: LongTailedData) -> dict[str, float]:
     }
 
 
+def load_dataset(dataset: str, seed: int, data_root: str | Path | None = None) -> LongTailedData:
+    if dataset == "synthetic":
+        return synthetic_long_tailed(seed)
+    if dataset == "digits-lt":
+        return digits_long_tailed(seed)
+    if dataset == "cifar100-lt":
+        return cifar100_long_tailed(data_root, seed)
+    raise ValueError(
+        f"dataset: expected 'synthetic', 'digits-lt' or 'cifar100-lt', got {dataset!r}"
+    )
+
+
 def run_experiment(
-    dataset: str, seeds: list[int], cfg: TrainConfig, data_root: str | None = None, log=print
-) -> dict:
-    results: dict[str, list[dict[str, float]]] = {"baseline": [], "fasa": []}
+    dataset: str,
+    seeds: list[int],
+    cfg: TrainConfig,
+    data_root: str | None = None,
+    log=print,
+    methods: tuple[str, ...] | list[str] = DEFAULT_METHODS,
+) -> dict[str, list[dict[str, float]]]:
+    """Per method name, one accuracy dict per seed (in ``seeds`` order, paired across methods)."""
+    parsed = parse_methods(methods)
+    results: dict[str, list[dict[str, float]]] = {m.name: [] for m in parsed}
     for seed in seeds:
-        if dataset == "synthetic":
-            data = synthetic_long_tailed(seed)
-        elif dataset == "digits-lt":
-            data = digits_long_tailed(seed)
-        else:
-            data = cifar100_long_tailed(data_root, seed)
-        for method in results:
+        data = load_dataset(dataset, seed, data_root)
+        for method in parsed:
             start = time.perf_counter()
-            model, engine = train(data, fasa=method == "fasa", seed=seed, cfg=cfg)
+            model, engine = train(data, method=method, seed=seed, cfg=cfg)
             acc = evaluate(model, data)
-            results[method].append(acc)
-            extra = f", p(sum)={engine.prob.sum().item():.2f}" if engine is not None else ""
+            results[method.name].append(acc)
+            extra = ""
+            if engine is not None:
+                extra = f", p(sum)={engine.prob.sum().item():.2f}"
+                extra += f", adaptations {engine.num_adaptations}"
             log(
-                f"seed {seed} {method:<8} "
+                f"seed {seed} {method.name:<10} "
                 + " ".join(f"{k} {v:5.1f}" for k, v in acc.items())
                 + f" ({time.perf_counter() - start:.0f} s{extra})"
             )
     return results
 
 
-def summary_table(results: dict) -> str:
+GROUPS = ("all", "many", "medium", "few")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return t.mean().item(), (t.std().item() if len(t) > 1 else 0.0)
+
+
+def summary_table(results: dict[str, list[dict[str, float]]]) -> str:
+    """Markdown: mean ± std per method, then the per-seed differences (mean ± std) of each FASA
+    variant from ``baseline`` and of each adaptive variant from the static one with the same s
+    (the paper's question: does adapting the probabilities beat keeping them)."""
+    methods = parse_methods(list(results))
     lines = ["| method | all | many | medium | few |", "|---|---|---|---|---|"]
-    for method, runs in results.items():
+    for method in methods:
         cells = []
-        for key in ("all", "many", "medium", "few"):
-            values = torch.tensor([r[key] for r in runs])
-            spread = values.std().item() if len(values) > 1 else 0.0
-            cells.append(f"{values.mean().item():.1f} ± {spread:.1f}")
-        lines.append(
-            f"| {'softmax CE' if method == 'baseline' else 'softmax CE + FASA'} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    cells = []
-    for key in ("all", "many", "medium", "few"):  # paired by seed: same data, init and batches
-        diff = torch.tensor(
-            [f[key] - b[key] for f, b in zip(results["fasa"], results["baseline"], strict=True)]
-        )
-        spread = diff.std().item() if len(diff) > 1 else 0.0
-        cells.append(f"{diff.mean().item():+.1f} ± {spread:.1f}")
-    lines.append("| FASA − baseline, per seed | " + " | ".join(cells) + " |")
+        for key in GROUPS:
+            mean, spread = _mean_std([r[key] for r in results[method.name]])
+            cells.append(f"{mean:.1f} ± {spread:.1f}")
+        lines.append(f"| {method.label} | " + " | ".join(cells) + " |")
+    pairs = [(m.name, "baseline") for m in methods if m.scale is not None and "baseline" in results]
+    pairs += [
+        (a.name, s.name)
+        for a in methods
+        if a.adaptive
+        for s in methods
+        if s.scale == a.scale and s.scale is not None and not s.adaptive
+    ]
+    for name, reference in pairs:
+        cells = []
+        for key in GROUPS:  # paired by seed: same data, init and batches
+            diff = [r[key] - b[key] for r, b in zip(results[name], results[reference], strict=True)]
+            mean, spread = _mean_std(diff)
+            cells.append(f"{mean:+.1f} ± {spread:.1f}")
+        lines.append(f"| {name} − {reference}, per seed | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -322,17 +408,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=None, help="folder holding cifar-100-python/")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--fasa-scale", type=float, default=1.0, help="s of Eq. 4")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        help="baseline, static-s<S>, adaptive[-s<S>] (default: %(default)s)",
+    )
     parser.add_argument("--fasa-loss-weight", type=float, default=0.1)
     args = parser.parse_args(argv)
     if args.dataset == "cifar100-lt" and args.data_root is None:
         parser.error("--data-root is required for cifar100-lt")
-    cfg = TrainConfig(
-        epochs=args.epochs, fasa_scale=args.fasa_scale, fasa_loss_weight=args.fasa_loss_weight
-    )
-    results = run_experiment(args.dataset, args.seeds, cfg, args.data_root)
+    try:
+        parse_methods(args.methods)
+    except ValueError as err:
+        parser.error(f"--methods: {err}")
+    cfg = TrainConfig(epochs=args.epochs, fasa_loss_weight=args.fasa_loss_weight)
+    start = time.perf_counter()
+    results = run_experiment(args.dataset, args.seeds, cfg, args.data_root, methods=args.methods)
     print(
-        f"\n{args.dataset}, seeds {args.seeds}, {args.epochs} epochs; balanced test accuracy (%), mean ± std"
+        f"\n{args.dataset}, seeds {args.seeds}, {args.epochs} epochs, FASA ops on the "
+        f"{get_backend('cpu')} CPU backend, {time.perf_counter() - start:.0f} s in all; "
+        "balanced test accuracy (%), mean ± std"
     )
     print(summary_table(results))
 
