@@ -92,6 +92,10 @@ def extensions() -> list:
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    # Without ninja (which tracks headers itself) build_ext skips an extension whose sources are
+    # all older than it: a change to a header alone (the CUDA kernels live in csrc/cuda/*.cuh)
+    # would rebuild nothing.
+    depends = sorted(glob.glob("csrc/*.h") + glob.glob("csrc/cuda/*.cuh"))
     # OpenMP: at::parallel_for is inline and runs serially unless the extension itself is
     # compiled with it. No errno from libm lets sqrt vectorise.
     cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]
@@ -104,6 +108,7 @@ def extensions() -> list:
             CUDAExtension(
                 "fasa_fast._C",
                 sources,
+                depends=depends,
                 extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
                 extra_link_args=link_flags,
             )
@@ -112,6 +117,7 @@ def extensions() -> list:
         CppExtension(
             "fasa_fast._C",
             sources,
+            depends=depends,
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=link_flags,
         )
