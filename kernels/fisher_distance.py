@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from fasa_fast.kernels._launch import Launch, run
 
 
 @triton.jit
@@ -57,19 +58,26 @@ def _fisher_distance_kernel(
         tl.store(out_ptr + jj[None, :] * n_classes + ii[:, None], acc, mask=mask)
 
 
-def fisher_distance_triton(
-    mean: torch.Tensor, std: torch.Tensor, eps: float, *, block_c: int = 16, block_d: int = 32
-) -> torch.Tensor:
-    """Launch the kernel: arguments as ``fasa_fast.ops.fisher_distance``; returns ``[C, C]``."""
+BLOCK_C = 16  # classes per tile side
+MAX_BLOCK_D = 32  # feature dims per chunk
+
+
+def fisher_distance_launches(
+    mean: torch.Tensor, std: torch.Tensor, eps: float, out: torch.Tensor
+) -> list[Launch]:
+    """The launches that fill ``out [C, C]``; arguments as ``fasa_fast.ops.fisher_distance``."""
     num_classes, dim = mean.shape
-    out = torch.empty(num_classes, num_classes, dtype=torch.float32, device=mean.device)
     if num_classes == 0:
-        return out
-    mu = mean.contiguous()
-    var = std.square().contiguous()
-    tiles = triton.cdiv(num_classes, block_c)
-    block_d = min(block_d, triton.next_power_of_2(dim))
-    _fisher_distance_kernel[(tiles, tiles)](
-        mu, var, out, num_classes, dim, float(eps), BLOCK_C=block_c, BLOCK_D=block_d
-    )
+        return []
+    tiles = triton.cdiv(num_classes, BLOCK_C)
+    meta = {"BLOCK_C": BLOCK_C, "BLOCK_D": min(MAX_BLOCK_D, triton.next_power_of_2(dim))}
+    args = (mean.contiguous(), std.square().contiguous(), out, num_classes, dim, float(eps))
+    return [Launch(_fisher_distance_kernel, (tiles, tiles), args, meta)]
+
+
+def fisher_distance_triton(mean: torch.Tensor, std: torch.Tensor, eps: float) -> torch.Tensor:
+    """Launch the kernel: arguments as ``fasa_fast.ops.fisher_distance``; returns ``[C, C]``."""
+    num_classes = mean.shape[0]
+    out = torch.empty(num_classes, num_classes, dtype=torch.float32, device=mean.device)
+    run(fisher_distance_launches(mean, std, eps, out), mean.device)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from fasa_fast.kernels._launch import Launch, run
 from fasa_fast.kernels.philox import box_muller, philox4x32_10
 
 
@@ -81,6 +82,49 @@ def _fill_rows_kernel(
             tl.store(out_ptr + slot * dim + d, tl.where(valid, mu + sd * z, 0.0), mask=ok)
 
 
+MAX_BLOCK_C = 1024  # classes per chunk of the selection scan
+MAX_BLOCK_Q = 256  # Philox quads (4 dims) per chunk of a row
+
+
+def sample_virtual_features_launches(
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    seen: torch.Tensor,
+    prob: torch.Tensor,
+    rng_state: torch.Tensor,
+    k: int,
+    capacity: int,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    counts: torch.Tensor,
+) -> list[Launch]:
+    """The launches that fill ``features [capacity, D]``, ``labels``, ``counts`` and advance
+    ``rng_state``, for ``C >= 1`` classes; arguments as ``fasa_fast.ops.sample_virtual_features``."""
+    num_classes, dim = mean.shape
+    # slot -> (class, replica); -1 marks an unfilled slot
+    slots = torch.full((2, max(capacity, 1)), -1, dtype=torch.int32, device=mean.device)
+    launches = [
+        Launch(
+            _select_classes_kernel,
+            (1,),
+            (seen.contiguous(), prob.contiguous(), rng_state, slots[0], slots[1], counts,
+             num_classes, k, capacity),
+            {"BLOCK_C": min(MAX_BLOCK_C, triton.next_power_of_2(num_classes))},
+        )
+    ]  # fmt: skip
+    if capacity > 0:
+        launches.append(
+            Launch(
+                _fill_rows_kernel,
+                (capacity,),
+                (mean.contiguous(), std.contiguous(), rng_state, slots[0], slots[1], features,
+                 labels, dim),
+                {"BLOCK_Q": min(MAX_BLOCK_Q, triton.next_power_of_2((dim + 3) // 4))},
+            )
+        )  # fmt: skip
+    return launches
+
+
 def sample_virtual_features_triton(
     mean: torch.Tensor,
     std: torch.Tensor,
@@ -89,9 +133,6 @@ def sample_virtual_features_triton(
     rng_state: torch.Tensor,
     k: int,
     capacity: int,
-    *,
-    block_c: int = 1024,
-    block_q: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the kernels: arguments and results as ``fasa_fast.ops.sample_virtual_features``."""
     num_classes, dim = mean.shape
@@ -104,16 +145,8 @@ def sample_virtual_features_triton(
         labels.fill_(-1)
         rng_state[1:].add_(1)
         return features, labels, counts
-    slots = torch.full((2, max(capacity, 1)), -1, dtype=torch.int32, device=device)
-    block_c = min(block_c, triton.next_power_of_2(num_classes))
-    _select_classes_kernel[(1,)](
-        seen.contiguous(), prob.contiguous(), rng_state, slots[0], slots[1], counts,
-        num_classes, k, capacity, BLOCK_C=block_c,
-    )  # fmt: skip
-    if capacity > 0:
-        block_q = min(block_q, triton.next_power_of_2((dim + 3) // 4))
-        _fill_rows_kernel[(capacity,)](
-            mean.contiguous(), std.contiguous(), rng_state, slots[0], slots[1], features, labels,
-            dim, BLOCK_Q=block_q,
-        )  # fmt: skip
+    launches = sample_virtual_features_launches(
+        mean, std, seen, prob, rng_state, k, capacity, features, labels, counts
+    )
+    run(launches, device)
     return features, labels, counts

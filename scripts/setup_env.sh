@@ -37,7 +37,7 @@ if ! stamp_ok mmcv "$mmcv_hash"; then
   stamp_set mmcv "$mmcv_hash"
 fi
 
-ext_hash=$(find csrc kernels -type f | LC_ALL=C sort | xargs cat setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
+ext_hash=$(find csrc kernels -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
 ext_hash="$ext_hash-${FORCE_CUDA:-}-${TORCH_CUDA_ARCH_LIST:-}"
 if ! stamp_ok extension "$ext_hash" || ! ls fasa_fast/_C*.so >/dev/null 2>&1; then
   log "building fasa_fast (pip install -e .): C++ kernels, and CUDA kernels if a toolkit is found"

@@ -154,6 +154,34 @@ def test_overflow_drops_whole_classes_fairly():
     assert ((rate - 0.4).abs() < 0.05).all(), rate  # every class kept ~4/10 of the time
 
 
+@pytest.mark.parametrize("k, capacity", [(3, 7), (4, 6), (2, 5)])
+def test_overflow_keeps_part_of_the_boundary_class(device_backend, k, capacity):
+    # Rows are packed k per class in cyclic class order and cut at `capacity`: the first
+    # capacity // k selected classes keep all k rows, the next keeps its first capacity % k
+    # rows (replicas 0, 1, ...), the rest none. Every class is selected here, so the order
+    # is consecutive from the random start.
+    num_classes, seed = 10, 11
+    mean, std, _ = stats(num_classes, 5, device_backend)
+    seen = torch.ones(num_classes, dtype=torch.long, device=device_backend)
+    prob = torch.ones(num_classes, device=device_backend)
+    rng = make_rng_state(seed, device_backend)
+    full, part = divmod(capacity, k)
+    starts = set()
+    for call in range(12):
+        feats, labels, counts = sample_virtual_features(mean, std, seen, prob, rng, k, capacity)
+        start = int(labels[0])
+        starts.add(start)
+        order = [(start + i) % num_classes for i in range(full + 1)]
+        assert labels.tolist() == [c for c in order[:full] for _ in range(k)] + [order[full]] * part
+        assert counts.tolist() == [capacity, num_classes * k]
+        exp_feats, exp_labels, _ = sample_oracle(
+            mean.cpu(), std.cpu(), seen.cpu(), prob.cpu(), seed, call, k, capacity
+        )
+        assert torch.equal(labels.cpu(), exp_labels)
+        torch.testing.assert_close(feats.cpu().double(), exp_feats, **FEATURE_TOL)
+    assert len(starts) > 1  # the boundary class moves with the random start
+
+
 BAD_CALLS = [
     ("prob-shape", {"prob": torch.ones(3)}, ValueError, r"prob: expected shape \(4,\)"),
     ("prob-dtype", {"prob": torch.ones(4, dtype=torch.float64)}, TypeError, "prob: expected dtype float32"),
@@ -164,6 +192,7 @@ BAD_CALLS = [
     ("seen-dtype", {"seen": torch.ones(4, dtype=torch.int32)}, TypeError, "seen: expected dtype int64"),
     ("std-shape", {"std": torch.ones(4, 2)}, ValueError, "std: expected shape"),
     ("device", {"rng_state": torch.zeros(2, dtype=torch.long, device="meta")}, ValueError, "rng_state: expected a tensor on cpu"),
+    ("zero-dims", {"mean": torch.zeros(4, 0), "std": torch.ones(4, 0)}, ValueError, r"^mean: expected D >= 1 feature dimensions, got 0$"),
 ]  # fmt: skip
 
 

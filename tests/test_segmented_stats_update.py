@@ -129,3 +129,14 @@ def test_property_random_layouts(n, c, d, seed, momentum, momentum_on_var, backe
     with _library.use_backend("cpu", backend):
         state = fresh_state(c, d, "cpu", initialised=seed % 2 == 0)
         check_against_oracle(features, labels, state, momentum, momentum_on_var)
+
+
+def test_zero_feature_dims_rejected(device_backend):
+    # D = 0 used to pass validation; then the CUDA kernel never counted a class as seen (the
+    # reference does) and the Triton kernel could not tile D in blocks of size 0.
+    features = torch.zeros(4, 0, device=device_backend)
+    labels = torch.tensor([0, 1, 1, 2], device=device_backend)
+    mean, std, seen = fresh_state(3, 0, device_backend)
+    with pytest.raises(ValueError, match=r"^mean: expected D >= 1 feature dimensions, got 0$"):
+        segmented_stats_update_(features, labels, mean, std, seen)
+    assert seen.tolist() == [0, 0, 0]

@@ -40,6 +40,14 @@ def check_same_device(reference_name: str, reference: torch.Tensor, **others: to
             )
 
 
+def check_feature_dim(name: str, tensor: torch.Tensor) -> None:
+    """``[C, D]`` statistics need ``D >= 1``: the Triton kernels cannot tile D in blocks of
+    size 0, and the CUDA stats update, whose threads each own a dimension, would never count a
+    class as seen while the reference does."""
+    if tensor.shape[1] == 0:
+        raise ValueError(f"{name}: expected D >= 1 feature dimensions, got 0")
+
+
 def check_state(name: str, tensor: torch.Tensor) -> None:
     """State tensors are updated in place: no autograd history, contiguous memory."""
     if tensor.requires_grad:

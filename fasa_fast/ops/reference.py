@@ -2,7 +2,7 @@
 
 They run on any device, compute in float64 internally, and never synchronise with the host
 (no boolean indexing, no ``.item()``), so they are also the fallback when neither the compiled
-extension nor Triton serves a device. Semantics: ``shared/docs/FASA_METHOD.md`` §1 and §4.
+extension nor Triton serves a device. Semantics: ``docs/method.md`` §1, §2 and §4.1.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import torch
 from fasa_fast.ops._validate import (
     check_dim,
     check_dtype,
+    check_feature_dim,
     check_same_device,
     check_state,
     check_tensor,
@@ -35,15 +36,17 @@ def sample_virtual_features(
     that calls this stays CUDA-graph capturable.
 
     Args:
-        mean, std: ``[C, D]`` float32 running class statistics.
+        mean, std: ``[C, D]`` float32 running class statistics (``D >= 1``).
         seen: ``[C]`` int64; only classes with ``seen > 0`` are eligible.
         prob: ``[C]`` float32 selection probabilities (values outside [0, 1] act as clamped).
         rng_state: ``[2]`` int64 ``(seed, call counter)`` on the same device, advanced in place;
             the same state gives the same draw on every backend (see ``make_rng_state``).
         k: features per selected class (>= 1).
-        capacity: rows of the output (>= 0). When ``k`` times the number of selected classes
-            exceeds it, whole classes beyond it are dropped in a cyclic class order that starts
-            at a random class each call; ``counts`` reports how many rows were requested.
+        capacity: rows of the output (>= 0). Selected classes are packed ``k`` rows each in a
+            cyclic class order that starts at a random class each call, and rows past
+            ``capacity`` are dropped: the first ``capacity // k`` selected classes in that
+            order keep all ``k`` rows, the next keeps ``capacity % k`` of them, later ones
+            none; ``counts`` reports how many rows were requested.
 
     Returns:
         ``features [capacity, D]`` float32 (zero rows past the valid ones), ``labels
@@ -76,6 +79,7 @@ def sample_virtual_features(
         raise ValueError(
             f"rng_state: expected shape (2,) = (seed, call), got {tuple(rng_state.shape)}"
         )
+    check_feature_dim("mean", mean)
     check_same_device("mean", mean, std=std, seen=seen, prob=prob, rng_state=rng_state)
     check_state("rng_state", rng_state)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:

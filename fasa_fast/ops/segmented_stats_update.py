@@ -9,6 +9,7 @@ from fasa_fast.ops._validate import (
     LABEL_DTYPES,
     check_dim,
     check_dtype,
+    check_feature_dim,
     check_same_device,
     check_state,
     check_tensor,
@@ -27,7 +28,8 @@ def segmented_stats_update_(
     """Update the per-class running mean/std in place from one batch (no host sync).
 
     Args:
-        features: ``[N, D]`` float32/float16/bfloat16, any strides; no gradient flows from here.
+        features: ``[N, D]`` float32/float16/bfloat16 (``D >= 1``), any strides; no gradient
+            flows from here.
         labels: ``[N]`` int64/int32. Rows labelled outside ``[0, C)`` (mmdet's background ``C``,
             negative ignore labels) are skipped inside the op.
         mean, std: ``[C, D]`` float32 contiguous running statistics, updated in place.
@@ -66,6 +68,7 @@ def segmented_stats_update_(
         raise ValueError(
             f"seen: expected shape ({mean.shape[0]},) (C of mean), got {tuple(seen.shape)}"
         )
+    check_feature_dim("mean", mean)
     check_same_device("mean", mean, features=features, labels=labels, std=std, seen=seen)
     for name, tensor in (("mean", mean), ("std", std), ("seen", seen)):
         check_state(name, tensor)
