@@ -1,5 +1,5 @@
 """Independent float64 oracles for the tests: slow, explicit loops, written from
-shared/docs/FASA_METHOD.md and sharing no code with fasa_fast."""
+docs/method.md (§1-§4) and sharing no code with fasa_fast."""
 
 from __future__ import annotations
 
@@ -101,3 +101,148 @@ def sample_oracle(mean, std, seen, prob, seed, call, k, capacity):
                 features[slot, d] = float(mean[c, d]) + float(std[c, d]) * z
             slot += 1
     return features, labels, (slot, requested)
+
+
+def cross_entropy_oracle(logits, label):
+    """Softmax cross-entropy of one row of float64 logits (a list) against ``label``."""
+    import math
+
+    top = max(logits)
+    return top + math.log(sum(math.exp(v - top) for v in logits)) - logits[label]
+
+
+def virtual_loss_oracle(features, labels, weight, bias, loss_weight):
+    """FASA's virtual-feature loss for a linear classifier (method §2), in float64 loops.
+
+    ``loss_weight`` times the mean softmax cross-entropy of ``weight @ x + bias`` over the rows
+    with a label >= 0 (the others are padding); 0.0 when there is no such row.
+    """
+    w = weight.detach().to(torch.float64).cpu().tolist()
+    b = bias.detach().to(torch.float64).cpu().tolist()
+    x = features.detach().to(torch.float64).cpu().tolist()
+    total, rows = 0.0, 0
+    for row, label in zip(x, labels.tolist(), strict=True):
+        if label < 0:
+            continue
+        logits = [
+            sum(wi * xi for wi, xi in zip(w_c, row, strict=True)) + b_c
+            for w_c, b_c in zip(w, b, strict=True)
+        ]
+        total += cross_entropy_oracle(logits, label)
+        rows += 1
+    return loss_weight * total / rows if rows else 0.0
+
+
+def adapt_oracle(prob, groups, class_loss, class_valid, prev_loss, prev_valid, alpha, beta):
+    """One adaptation step after the first (method §3-4), in Python floats.
+
+    For each group (``groups[c] >= 0``) the mean loss of its classes with data now *and* at the
+    previous adaptation is compared with their previous mean: lower -> every member's
+    probability times ``alpha``, higher -> times ``beta``, equal or no such class -> unchanged;
+    then clamped to [0, 1]. Classes in group -1 keep their probability. Returns a list.
+    """
+    prob = [float(p) for p in prob]
+    groups = [int(g) for g in groups]
+    for g in sorted(set(groups) - {-1}):
+        members = [c for c, gc in enumerate(groups) if gc == g]
+        both = [c for c in members if class_valid[c] and prev_valid[c]]
+        if not both:
+            continue
+        now = sum(float(class_loss[c]) for c in both) / len(both)
+        before = sum(float(prev_loss[c]) for c in both) / len(both)
+        factor = alpha if now < before else beta if now > before else 1.0
+        for c in members:
+            prob[c] = min(1.0, max(0.0, prob[c] * factor))
+    return prob
+
+
+class EngineReplay:
+    """``fasa_fast.FASA``'s state and arithmetic replayed in float64 Python loops.
+
+    Written from the method spec and the engine's documented API, sharing no code with
+    fasa_fast. The groups of an adaptation are given by the caller (grouping has its own
+    tests); the classifier is linear (``weight [C', D]``, ``bias [C']``). Probabilities are
+    rounded to float32 after each step because the engine stores them in float32 and the draw
+    compares against the stored value.
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        feat_dim,
+        instance_counts,
+        *,
+        momentum=0.1,
+        momentum_on_var=False,
+        loss_weight=0.1,
+        k=1,
+        capacity=64,
+        init_scale=1.0,
+        power=1.0,
+        alpha=1.1,
+        beta=0.9,
+        warmup_epochs=1,
+        seed=0,
+    ):
+        self.num_classes, self.feat_dim = num_classes, feat_dim
+        self.momentum, self.momentum_on_var = momentum, momentum_on_var
+        self.loss_weight, self.k, self.capacity = loss_weight, k, capacity
+        self.alpha, self.beta, self.warmup_epochs, self.seed = alpha, beta, warmup_epochs, seed
+        inverse = [(1.0 / int(n)) ** power for n in instance_counts]
+        total = sum(inverse)
+        self.prob = [_to_float32(min(1.0, max(0.0, init_scale * v / total))) for v in inverse]
+        self.mean = torch.zeros(num_classes, feat_dim, dtype=torch.float64)
+        self.std = torch.zeros(num_classes, feat_dim, dtype=torch.float64)
+        self.seen = torch.zeros(num_classes, dtype=torch.long)
+        self.call = 0
+        self.epoch = 0
+        self.num_adaptations = 0
+        self.loss_sum = [0.0] * num_classes
+        self.loss_count = [0] * num_classes
+        self.prev_loss = [0.0] * num_classes
+        self.prev_valid = [False] * num_classes
+
+    def update(self, features, labels):
+        self.mean, self.std, self.seen = stats_update_oracle(
+            features, labels, self.mean, self.std, self.seen, self.momentum, self.momentum_on_var
+        )
+
+    def virtual_loss(self, weight, bias):
+        if self.epoch < self.warmup_epochs:
+            return 0.0
+        prob = torch.tensor(self.prob, dtype=torch.float64)
+        features, labels, _ = sample_oracle(
+            self.mean, self.std, self.seen, prob, self.seed, self.call, self.k, self.capacity
+        )
+        self.call += 1
+        return virtual_loss_oracle(features, labels, weight, bias, self.loss_weight)
+
+    def accumulate(self, labels, losses):
+        for label, loss in zip(labels.tolist(), losses.tolist(), strict=True):
+            if 0 <= label < self.num_classes:
+                self.loss_sum[label] += float(loss)
+                self.loss_count[label] += 1
+
+    def adapt(self, groups):
+        valid = [n > 0 for n in self.loss_count]
+        loss = [s / n if n else 0.0 for s, n in zip(self.loss_sum, self.loss_count, strict=True)]
+        if self.num_adaptations > 0:
+            stepped = adapt_oracle(
+                self.prob,
+                groups,
+                loss,
+                valid,
+                self.prev_loss,
+                self.prev_valid,
+                self.alpha,
+                self.beta,
+            )
+            self.prob = [_to_float32(p) for p in stepped]
+        self.prev_loss, self.prev_valid = loss, valid
+        self.loss_sum = [0.0] * self.num_classes
+        self.loss_count = [0] * self.num_classes
+        self.num_adaptations += 1
+
+
+def _to_float32(value):
+    return float(torch.tensor(value, dtype=torch.float32))

@@ -75,19 +75,26 @@ def test_import_without_extension_falls_back_and_says_so_once():
         warnings.simplefilter("always")
         with warnings.catch_warnings(record=True) as caught:
             import torch, fasa_fast
-            from fasa_fast.ops import get_backend
-            from fasa_fast.ops.reference import segmented_stats_update_reference
-            x = torch.randn(20, 4); y = torch.randint(0, 3, (20,))
+            from fasa_fast.ops import get_backend, make_rng_state, sample_virtual_features
+            from tests.oracle import fisher_oracle, sample_oracle, stats_update_oracle
             state = [torch.zeros(3, 4), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long)]
-            ref = [t.clone() for t in state]
-            for _ in range(3):
+            want = [t.double() for t in state]
+            for step in range(3):
+                x = torch.randn(20, 4) * (step + 1); y = torch.randint(-1, 4, (20,))
                 fasa_fast.segmented_stats_update_(x, y, *state)
-                segmented_stats_update_reference(x, y, *ref, 0.1, False)
+                want = list(stats_update_oracle(x, y, *want, 0.1, False))
             d = fasa_fast.fisher_distance(state[0], state[1])
+            prob = torch.tensor([1.0, 0.5, 1.0])
+            feats, labels, counts = sample_virtual_features(*state, prob, make_rng_state(3), 2, 5)
         assert not fasa_fast.extension_loaded()
         assert get_backend("cpu") == "reference", get_backend("cpu")
-        assert all(torch.equal(a, b) for a, b in zip(state, ref))
-        assert d.shape == (3, 3)
+        assert state[2].tolist() == want[2].tolist(), (state[2], want[2])
+        torch.testing.assert_close(state[0].double(), want[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(state[1].double(), want[1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(d.double(), fisher_oracle(state[0], state[1], 1e-6), atol=1e-5, rtol=1e-4)
+        want_feats, want_labels, want_counts = sample_oracle(*state, prob, 3, 0, 2, 5)
+        assert labels.tolist() == want_labels.tolist() and counts.tolist() == list(want_counts)
+        torch.testing.assert_close(feats.double(), want_feats, atol=1e-5, rtol=1e-5)
         said = [w for w in caught if "compiled extension is unavailable" in str(w.message)]
         print("WARNINGS", len(said))
         """

@@ -37,10 +37,16 @@ def test_empty_and_subset(device_backend):
     mean = torch.randn(10, 6, device=device_backend)
     std = torch.rand(10, 6, device=device_backend) + 0.1
     assert fisher_distance(mean[:0], std[:0]).shape == (0, 0)
-    classes = torch.tensor([7, 2, 5], device=device_backend)
-    sub = fisher_distance(mean, std, classes=classes)
-    full = fisher_distance(mean, std)
-    torch.testing.assert_close(sub, full[classes][:, classes], **TOL)
+    for dtype in (torch.int64, torch.int32):
+        # unsorted, with a repeat: the result follows the order given, row for row
+        classes = torch.tensor([7, 2, 5, 2], dtype=dtype, device=device_backend)
+        sub = fisher_distance(mean, std, classes=classes)
+        picked = classes.long().cpu()
+        expected = fisher_oracle(mean.cpu()[picked], std.cpu()[picked], 1e-6)
+        assert sub.shape == (4, 4), (
+            f"classes={classes.tolist()}: expected shape (4, 4), got {tuple(sub.shape)}"
+        )
+        torch.testing.assert_close(sub.cpu().double(), expected, **TOL)
 
 
 def test_zero_variance_uses_eps(device_backend):
