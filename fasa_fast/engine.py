@@ -20,12 +20,10 @@ Once per epoch::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import warnings
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +45,11 @@ def initial_probabilities(
     """
     counts = instance_counts.double()
     inverse = torch.where(counts > 0, counts.clamp(min=1).reciprocal().pow(power), 0.0)
-    return (scale * inverse / inverse.sum().clamp(min=torch.finfo(torch.float64).tiny)).clamp(
-        0.0, 1.0
-    ).float()
+    return (
+        (scale * inverse / inverse.sum().clamp(min=torch.finfo(torch.float64).tiny))
+        .clamp(0.0, 1.0)
+        .float()
+    )
 
 
 def _stream_key(seed: int, stream: Sequence[int]) -> int:
@@ -243,6 +243,10 @@ class FASA(nn.Module):
                     "with another class count or feature dimension"
                 )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # the checkpoint's seed keys the draws from here on (an engine built with another seed
+        # continues the checkpointed stream, not a new one); once per load, so a host read is ok
+        self.seed = int(self.rng_state[0])
+        self._draw_state[0].fill_(_stream_key(self.seed, self.stream))
 
     def get_extra_state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "num_adaptations": self.num_adaptations}

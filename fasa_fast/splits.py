@@ -9,9 +9,11 @@ adaptation data. On a long-tailed set a random held-out sample misses almost eve
   at least ``min_class_images`` images and no held-out image yet gets one of its images held
   out: the one that covers the most still-uncovered classes (ties broken by a seeded order).
   The budget left after that is filled with seeded random images, so frequent classes get a
-  sample of ordinary images too. The price is paid by the rarest classes: a class with two
-  training images trains on one. Classes with fewer than ``min_class_images`` images keep all of
-  theirs (they can still move with their group, see ``FASA.adapt``).
+  sample of ordinary images too. No image is ever held out that would take a class's last
+  training image (a class never trained on is never seen, sampled or steered). The price is paid
+  by the rarest classes: a class with two training images trains on one. Classes with fewer
+  than ``min_class_images`` images keep all of theirs (they can still move with their group,
+  see ``FASA.adapt``).
 - ``"random"``: a seeded random sample of ``budget`` images.
 
 Both are deterministic for a given ``seed``, so the split is the same in every run and on every
@@ -62,6 +64,17 @@ def held_out_indices(
     for image, classes in enumerate(image_classes):
         for c in set(classes):
             images_of.setdefault(c, []).append(image)
+    left = {c: len(images) for c, images in images_of.items()}  # training images left
+
+    def can_hold(image: int) -> bool:
+        return all(left[c] > 1 for c in set(image_classes[image]))
+
+    def hold(image: int) -> None:
+        chosen.add(image)
+        for c in set(image_classes[image]):
+            left[c] -= 1
+        uncovered.difference_update(image_classes[image])
+
     uncovered = {c for c, images in images_of.items() if len(images) >= min_class_images}
     chosen: set[int] = set()
     for c in sorted(uncovered, key=lambda c: (len(images_of[c]), str(c))):
@@ -69,16 +82,18 @@ def held_out_indices(
             break
         if c not in uncovered:
             continue  # an image held out for a rarer class covers it already
-        best = max(
-            images_of[c],
-            key=lambda i: (len(uncovered.intersection(image_classes[i])), -rank[i]),
-        )
-        chosen.add(best)
-        uncovered.difference_update(image_classes[best])
+        candidates = [i for i in images_of[c] if i not in chosen and can_hold(i)]
+        if candidates:
+            best = max(
+                candidates,
+                key=lambda i: (len(uncovered.intersection(image_classes[i])), -rank[i]),
+            )
+            hold(best)
     for image in order:  # the rest of the budget: ordinary images, in the seeded order
         if len(chosen) >= budget:
             break
-        chosen.add(image)
+        if image not in chosen and can_hold(image):
+            hold(image)
     return sorted(chosen)
 
 

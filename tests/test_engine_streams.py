@@ -124,7 +124,9 @@ def test_dataless_groups_join_the_nearest_group_with_data():
 def test_adapt_moves_a_dataless_cluster_with_its_nearest_steered_group():
     mean, std, seen = two_clusters()
     for attach, moved_first in ((True, True), (False, False)):
-        fasa = FASA(6, 4, [1] * 6, grouping_params=dict(eps=1.0, min_samples=1), attach_dataless=attach)
+        fasa = FASA(
+            6, 4, [1] * 6, grouping_params=dict(eps=1.0, min_samples=1), attach_dataless=attach
+        )
         fasa.mean.copy_(mean), fasa.std.copy_(std), fasa.seen.copy_(seen)
         fasa.prob.fill_(0.5)
         labels = torch.tensor([3])
@@ -155,3 +157,14 @@ def test_non_finite_rows_never_reach_the_statistics_and_are_counted(device_backe
         assert torch.equal(getattr(clean, key), getattr(dirty, key)), key
     assert torch.isfinite(dirty.mean).all() and torch.isfinite(dirty.std).all()
     assert dirty.skipped_rows.tolist() == [2, 0]
+
+
+def test_loading_a_checkpoint_continues_its_stream_whatever_the_constructor_seed():
+    a = trained(seed=5)
+    a.set_stream(rank=1)
+    a.sample()
+    b = trained(seed=999)  # e.g. a resumed run whose config names another seed
+    b.set_stream(rank=1)
+    b.load_state_dict(a.state_dict())
+    assert b.seed == 5
+    assert torch.equal(a.sample()[0], b.sample()[0])

@@ -22,12 +22,24 @@ def test_coverage_gives_every_class_with_two_images_one_held_out_image():
 
 
 def test_coverage_fills_the_rest_of_the_budget_in_the_seeded_random_order():
-    order = torch.randperm(len(IMAGES), generator=torch.Generator().manual_seed(3)).tolist()
-    held = held_out_indices(IMAGES, budget=5, seed=3)
-    assert len(held) == 5 and 3 in held
+    held = held_out_indices(IMAGES, budget=4, seed=3)
     covering = set(held_out_indices(IMAGES, budget=2, seed=3))
-    fill = [i for i in order if i not in covering][:3]
-    assert held == sorted(covering | set(fill))
+    assert len(held) == 4 and covering <= set(held)
+    # the fill: the earliest images of the seeded order that take no class's last image
+    order = torch.randperm(len(IMAGES), generator=torch.Generator().manual_seed(3)).tolist()
+    first_fill = next(
+        i for i in order if i not in covering and i not in (5, 6) and not {0, 4} <= covering | {i}
+    )
+    assert first_fill in held
+
+
+def test_no_class_ever_loses_its_last_training_image():
+    for seed in range(20):
+        for budget in range(len(IMAGES) + 1):
+            held = set(held_out_indices(IMAGES, budget=budget, seed=seed))
+            for c in {c for classes in IMAGES for c in classes}:
+                kept = [i for i, classes in enumerate(IMAGES) if c in classes and i not in held]
+                assert kept, f"class {c} lost every training image (seed {seed}, budget {budget})"
 
 
 def test_coverage_within_a_small_budget_serves_the_rarest_classes_first():
