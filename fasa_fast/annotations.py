@@ -31,7 +31,9 @@ class ClassCounts:
 
     def display_names(self) -> tuple[str, ...]:
         """``"'name' (id N)"`` per class: how every message names a class."""
-        return tuple(f"{name!r} (id {i})" for name, i in zip(self.names, self.category_ids, strict=True))
+        return tuple(
+            f"{name!r} (id {i})" for name, i in zip(self.names, self.category_ids, strict=True)
+        )
 
 
 def class_counts_from_annotations(source: str | Path | dict) -> ClassCounts:

@@ -16,9 +16,7 @@ end of training.
 
 from __future__ import annotations
 
-import contextlib
 import types
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -50,10 +48,3 @@ def install_lvis_numpy_compat() -> bool:
     if not hasattr(lvis.eval.np, "float"):
         lvis.eval.np = _numpy_with_float_alias()
     return True
-
-
-@contextlib.contextmanager
-def lvis_numpy_compat() -> Iterator[None]:
-    """``with lvis_numpy_compat(): ...``: install the shim (if needed) for the block's code."""
-    install_lvis_numpy_compat()
-    yield

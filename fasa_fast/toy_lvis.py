@@ -56,20 +56,23 @@ def make_toy_lvis(
     imbalance: float = 50.0,
     max_objects: int = 4,
     num_empty: int = 0,
+    copies: int = 1,
     categories: list[dict] | None = None,
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write the dataset under ``root``; returns the paths of the two annotation files.
 
-    Every class gets at least one training instance: training image ``i`` starts with one
-    object of each class ``i, i + num_train, i + 2 * num_train, ...`` (so with more classes than
-    training images, images carry several guaranteed objects, drawn smaller). ``num_empty``
+    Every class gets at least ``copies`` training images: training image ``i`` starts with one
+    object of each class ``c`` with ``c = i - j (mod num_train)`` for ``j < copies`` (so with more
+    classes than training images, images carry several guaranteed objects, drawn smaller). ``num_empty``
     images without any object are added to each split, as LVIS has them. ``categories``
     (``num_classes`` dicts with ``name`` and ``frequency``, e.g. LVIS v1's own) replaces the
     generated names and the frequency groups derived from the generated image counts.
     """
     if num_train < 1 or num_classes < 1:
         raise ValueError(f"num_train, num_classes: expected >= 1, got {num_train}, {num_classes}")
+    if not 1 <= copies <= num_train:
+        raise ValueError(f"copies: expected 1 <= copies <= num_train={num_train}, got {copies}")
     if categories is not None and len(categories) != num_classes:
         raise ValueError(
             f"categories: expected num_classes={num_classes} entries, got {len(categories)}"
@@ -93,7 +96,15 @@ def make_toy_lvis(
             canvas = np.full((image_size, image_size, 3), 20, dtype=np.uint8)
             canvas += rng.integers(0, 20, size=canvas.shape, dtype=np.uint8)
             present = set()
-            guaranteed = list(range(i, num_classes, num_train)) if split == "train" else []
+            guaranteed = (
+                [
+                    c
+                    for j in range(copies)
+                    for c in range((i - j) % num_train, num_classes, num_train)
+                ]
+                if split == "train" and i < count
+                else []
+            )
             num_objects = 0 if i >= count else int(rng.integers(1, max_objects + 1))
             num_objects = max(num_objects, len(guaranteed)) if i < count else 0
             size = min(1.0, math.sqrt(max_objects / max(num_objects, 1)))

@@ -1,7 +1,6 @@
 """Shared test set-up: Triton runs under its CPU interpreter when no GPU is present (set before
 any kernel module is imported), every test starts from a fixed seed."""
 
-import importlib.util
 import os
 
 import torch
@@ -10,9 +9,6 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-
-# The MMDetection tests need mmdet/mmcv (in .venv, not on a bare GPU image).
-collect_ignore_glob = [] if importlib.util.find_spec("mmdet") else ["mmdet/*"]
 
 from fasa_fast.ops import _library  # noqa: E402
 from tests.backends import backend_params  # noqa: E402

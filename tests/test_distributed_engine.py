@@ -70,7 +70,9 @@ def run_two_ranks(sync: bool):
         _rank_main, args=(2, port, queue, sync), nprocs=2, join=True, start_method="spawn"
     )
     states = dict(queue.get(timeout=120) for _ in range(2))
-    return {r: [{k: torch.from_numpy(v) for k, v in s.items()} for s in ss] for r, ss in states.items()}
+    return {
+        r: [{k: torch.from_numpy(v) for k, v in s.items()} for s in ss] for r, ss in states.items()
+    }
 
 
 def test_synchronised_statistics_are_identical_on_every_rank_after_every_step():
@@ -83,7 +85,9 @@ def test_synchronised_statistics_are_identical_on_every_rank_after_every_step():
             rows = [step_rows(step, r) for r in range(2)]
             reference.update(torch.cat([f for f, _ in rows]), torch.cat([y for _, y in rows]))
             for key in ("mean", "std", "seen"):
-                torch.testing.assert_close(first[key], getattr(reference, key), rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(
+                    first[key], getattr(reference, key), rtol=1e-5, atol=1e-6
+                )
     # the adaptation used the summed losses: probabilities moved, identically
     assert not torch.equal(states[0][-1]["prob"], torch.full((C,), 0.7))
 

@@ -52,16 +52,22 @@ def test_features_on_another_device_than_the_state_are_refused():
     fasa = engine()
     before = snapshot(fasa)
     with pytest.raises((ValueError, RuntimeError), match="device"):
-        fasa.update(torch.randn(5, 3, device="meta"), torch.zeros(5, dtype=torch.long, device="meta"))
+        fasa.update(
+            torch.randn(5, 3, device="meta"), torch.zeros(5, dtype=torch.long, device="meta")
+        )
     assert_unchanged(fasa, before)
 
 
-@pytest.mark.parametrize("other", [dict(num_classes=5, feat_dim=3), dict(num_classes=4, feat_dim=2)])
+@pytest.mark.parametrize(
+    "other", [dict(num_classes=5, feat_dim=3), dict(num_classes=4, feat_dim=2)]
+)
 def test_a_checkpoint_of_another_shape_is_refused_by_name(other):
     source = FASA(other["num_classes"], other["feat_dim"], [1] * other["num_classes"])
     target = engine()
     before = snapshot(target)
-    with pytest.raises(RuntimeError, match=r"FASA state: size mismatch for \w+: the checkpoint has"):
+    with pytest.raises(
+        RuntimeError, match=r"FASA state: size mismatch for \w+: the checkpoint has"
+    ):
         target.load_state_dict(source.state_dict())
     assert_unchanged(target, before)
 

@@ -38,13 +38,17 @@ def readme_commands() -> list[str]:
             line = line.split("#")[0].strip()
             if line:
                 commands.append(line.replace(".venv/bin/", ""))
-    commands += [c.replace(".venv/bin/", "") for c in re.findall(r"`((?:make|python|pip) [^`]+)`", text)]
+    commands += [
+        c.replace(".venv/bin/", "") for c in re.findall(r"`((?:make|python|pip) [^`]+)`", text)
+    ]
     return commands
 
 
 def test_every_readme_command_is_run_somewhere():
     missing = [c for c in readme_commands() if not any(c.startswith(k) for k in RUN_BY)]
-    assert not missing, f"README commands that no test runs (add one, then a RUN_BY entry): {missing}"
+    assert not missing, (
+        f"README commands that no test runs (add one, then a RUN_BY entry): {missing}"
+    )
 
 
 @pytest.mark.parametrize("result", sorted((REPO / "benchmarks" / "results").glob("cpu-*.json")))

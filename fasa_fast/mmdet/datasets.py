@@ -61,7 +61,9 @@ class FASAHeldOutSplit:
         if self.max_images is not None:
             budget = min(budget, self.max_images)
         image_classes = (
-            [self.dataset.get_cat_ids(i) for i in range(total)] if self.strategy == "coverage" else [()] * total
+            [self.dataset.get_cat_ids(i) for i in range(total)]
+            if self.strategy == "coverage"
+            else [()] * total
         )
         held = held_out_indices(
             image_classes,

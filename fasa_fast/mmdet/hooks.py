@@ -145,7 +145,9 @@ class FASAHook(Hook):
         sampler = dict(loader.get("sampler") or {})
         kind = sampler.get("type", "DefaultSampler")
         if kind == "DefaultSampler":
-            sampler = dict(type="FASAAdaptationSampler", num_samples=self.max_images, seed=self.seed)
+            sampler = dict(
+                type="FASAAdaptationSampler", num_samples=self.max_images, seed=self.seed
+            )
         elif kind != "FASAAdaptationSampler":
             raise ValueError(
                 "FASAHook: adapt_dataloader.sampler: expected FASAAdaptationSampler or "

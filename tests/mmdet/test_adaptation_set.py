@@ -65,7 +65,9 @@ def test_max_images_counts_over_all_ranks():
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = 29500 + (os.getpid() + 7) % 1000
-    mp.start_processes(_sampler_rank, args=(2, port, queue), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(
+        _sampler_rank, args=(2, port, queue), nprocs=2, join=True, start_method="spawn"
+    )
     (_, first), (_, second) = sorted(queue.get(timeout=60) for _ in range(2))
     assert len(first) + len(second) == 7 and not set(first) & set(second)
     assert sorted(first + second) == fixed_sample(40, 7, seed=3)  # no padding repeats

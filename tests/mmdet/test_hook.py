@@ -47,6 +47,12 @@ def test_hook_adapts_and_resume_restores_state(toy, tmp_path):
     runner.train()
     # epoch 1: warm-up; after epoch 2 the first adaptation records; after epoch 3 p moves
     assert head.fasa.num_adaptations == 2
+    # one adaptation step: every class's p is p0 times alpha (1.1), beta (0.9) or 1 (no data in
+    # its group), clamped to 1; and some class moved
+    ratio = head.fasa.prob.double() / p0.double()
+    steps = torch.tensor([1.0, 1.1, 0.9], dtype=torch.float64)
+    on_a_step = (ratio[:, None] - steps).abs().min(dim=1).values < 1e-5
+    assert (on_a_step | (head.fasa.prob == 1.0)).all(), ratio
     assert not torch.equal(head.fasa.prob, p0)
     history = runner.message_hub.get_info("fasa_history")
     assert [h["epoch"] for h in history] == [1, 2, 3] and "fasa/p_rare" in history[0]

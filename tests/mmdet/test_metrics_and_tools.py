@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
 
 import fasa_fast.mmdet  # noqa: F401  (registers the metrics)
 
@@ -79,12 +83,59 @@ def test_coco_lt_bins(tmp_path):
     assert "bbox_AP[8000,inf)" not in out  # no class that frequent
 
 
-def test_train_resume_and_test_tools(tmp_path):
+class ResumeProbe(Hook):
+    """Records where a run starts (epoch, iteration, FASA state) and its adaptations."""
+
+    priority = "LOWEST"  # after FASAHook in after_train_epoch
+
+    def __init__(self) -> None:
+        self.start = None
+        self.adaptations = []  # (epoch just finished, num_adaptations) per trained epoch
+
+    def before_train(self, runner) -> None:  # mmengine resumes before this hook point
+        fasa = runner.model.roi_head.bbox_head.fasa
+        state = {k: v.clone() if torch.is_tensor(v) else v for k, v in fasa.state_dict().items()}
+        self.start = (runner.epoch, runner.iter, state)
+
+    def after_train_epoch(self, runner) -> None:
+        fasa = runner.model.roi_head.bbox_head.fasa
+        self.adaptations.append((runner.epoch + 1, fasa.num_adaptations))
+
+
+def probed_runners(monkeypatch, tool) -> list:
+    """Makes ``tool`` build its runner with a ``ResumeProbe``; returns the probes, one per run."""
+    probes = []
+
+    def from_cfg(cfg):
+        runner = Runner.from_cfg(cfg)
+        probes.append(ResumeProbe())
+        runner.register_hook(probes[-1], priority=ResumeProbe.priority)
+        return runner
+
+    monkeypatch.setattr(tool, "Runner", SimpleNamespace(from_cfg=from_cfg))
+    return probes
+
+
+def lvis_results_of(gt_path, detections_path, iou_type):
+    """AP, APr, APc, APf of a detections file, by the lvis-api directly."""
+    from lvis import LVIS, LVISEval, LVISResults
+
+    from fasa_fast.lvis_compat import install_lvis_numpy_compat
+
+    gt = LVIS(gt_path)
+    evaluator = LVISEval(gt, LVISResults(gt, detections_path), iou_type)
+    install_lvis_numpy_compat()
+    evaluator.run()
+    return evaluator.get_results()
+
+
+def test_train_resume_and_test_tools(tmp_path, monkeypatch):
     from fasa_fast.toy_lvis import make_toy_lvis
 
     root = tmp_path / "toy"
     make_toy_lvis(root, num_train=40, num_val=8)
     train, test = load_tool("train"), load_tool("test")
+    probes = probed_runners(monkeypatch, train)
     config = str(REPO / "configs" / "demo" / "mask-rcnn_r18_fpn_toy-lvis_fasa.py")
     data = str(root) + "/"
     overrides = [
@@ -97,26 +148,69 @@ def test_train_resume_and_test_tools(tmp_path):
         "train_cfg.val_interval=100",
         "log_level=WARNING",
     ]
-    work = str(tmp_path / "work")
-    train.main([config, "--work-dir", work, "--cfg-options", "train_cfg.max_epochs=1", *overrides])
-    assert (Path(work) / "epoch_1.pth").is_file()
+    work = tmp_path / "work"
+    train.main(
+        [config, "--work-dir", str(work), "--cfg-options", "train_cfg.max_epochs=1", *overrides]
+    )
+    assert (work / "epoch_1.pth").is_file()
+    assert probes[0].adaptations == [(1, 0)]  # the demo's first epoch is FASA's warm-up
     train.main(
         [
             config,
             "--work-dir",
-            work,
+            str(work),
             "--resume",
             "--cfg-options",
             "train_cfg.max_epochs=2",
             *overrides,
         ]
     )
-    assert (Path(work) / "epoch_2.pth").is_file()
-    metrics = test.main(
-        [config, str(Path(work) / "epoch_2.pth"), "--work-dir", work, "--cfg-options", *overrides]
+    assert (work / "epoch_2.pth").is_file()
+
+    # the second run started where the checkpoint ended, with the checkpoint's FASA state
+    checkpoint = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)
+    epoch, it, state = probes[1].start
+    expected_start = (checkpoint["meta"]["epoch"], checkpoint["meta"]["iter"])
+    assert expected_start[0] == 1 and expected_start[1] > 0, expected_start
+    assert (epoch, it) == expected_start, (
+        f"resumed run start (epoch, iter): expected {expected_start}, got {(epoch, it)}"
     )
-    for key in ("lvis/bbox_AP", "lvis/bbox_APr", "lvis/bbox_APc", "lvis/bbox_APf", "lvis/segm_AP"):
-        assert key in metrics and (np.isnan(metrics[key]) or -1 <= metrics[key] <= 1)
+    prefix = "roi_head.bbox_head.fasa."
+    saved = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    assert set(state) == set(saved) and "_extra_state" in saved
+    assert saved["seen"].sum() > 0  # the warm-up epoch gathered statistics: not a fresh state
+    for key, value in saved.items():
+        same = torch.equal(state[key], value) if torch.is_tensor(value) else state[key] == value
+        assert same, f"FASA {key} after resume: expected the checkpoint's {value}, got {state[key]}"
+    # ... then trained epoch 2 only, and adapted after it (the first adaptation records)
+    assert probes[1].adaptations == [(2, 1)], (
+        f"resumed run (epoch, adaptations): expected [(2, 1)], got {probes[1].adaptations}"
+    )
+
+    val = f"{data}annotations/lvis_v1_val.json"
+    prefix = str(tmp_path / "dets")
+    metrics = test.main(
+        [
+            config,
+            str(work / "epoch_2.pth"),
+            "--work-dir",
+            str(work),
+            "--cfg-options",
+            *overrides,
+            f"test_evaluator.outfile_prefix={prefix}",
+        ]
+    )
+    # the reported numbers are the lvis-api's evaluation of the predictions the tool wrote
+    for iou_type in ("bbox", "segm"):
+        expected = lvis_results_of(val, f"{prefix}.{iou_type}.json", iou_type)
+        for name in ("AP", "APr", "APc", "APf"):
+            key = f"lvis/{iou_type}_{name}"
+            assert metrics[key] == pytest.approx(expected[name], abs=5e-4 + 1e-9), (
+                f"{key}: expected {expected[name]}, got {metrics[key]}"
+            )
+        assert 0.0 <= metrics[f"lvis/{iou_type}_AP"] <= 1.0
 
 
 @pytest.mark.parametrize("argv", [["--resume"], ["--resume", "x.pth"], []])
@@ -134,15 +228,15 @@ def test_train_arguments(argv):
 def lvis_eval_of(tmp_path, detections):
     from lvis import LVIS, LVISEval, LVISResults
 
-    from fasa_fast.lvis_compat import lvis_numpy_compat
+    from fasa_fast.lvis_compat import install_lvis_numpy_compat
     from tests.test_environment import tiny_lvis
 
     gt_path, _ = tiny_lvis(tmp_path)
     gt = LVIS(gt_path)
     evaluator = LVISEval(gt, LVISResults(gt, detections, max_dets=-1), "bbox")
     evaluator.params.max_dets = -1
-    with lvis_numpy_compat():
-        evaluator.run()
+    install_lvis_numpy_compat()
+    evaluator.run()
     return evaluator
 
 

@@ -52,11 +52,15 @@ def test_seesaw_per_row_loss_matches_the_formula(tmp_path, ann_file):
     labels = torch.randint(0, NUM_CLASSES, (12,))
     got = head.fasa_per_row_loss(scores, labels)
     expected = [
-        seesaw_row_loss(scores[i, :NUM_CLASSES], scores[i, NUM_CLASSES:], int(labels[i]), cum, 0.8, 2.0)
+        seesaw_row_loss(
+            scores[i, :NUM_CLASSES], scores[i, NUM_CLASSES:], int(labels[i]), cum, 0.8, 2.0
+        )
         for i in range(12)
     ]
     assert got.shape == (12,)
-    torch.testing.assert_close(got.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        got.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5
+    )
     assert torch.equal(head.loss_cls.cum_samples, cum)  # read, never updated
 
 
