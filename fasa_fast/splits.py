@@ -16,7 +16,8 @@ adaptation data. On a long-tailed set a random held-out sample misses almost eve
   see ``FASA.adapt``).
 - ``"random"``: a seeded random sample of ``budget`` images.
 
-Both are deterministic for a given ``seed``, so the split is the same in every run and on every
+Neither holds out an image without any object: it carries no per-class loss. Both are
+deterministic for a given ``seed``, so the split is the same in every run and on every
 rank, and the adaptation pass compares like with like from one epoch to the next.
 """
 
@@ -56,6 +57,8 @@ def held_out_indices(
     total = len(image_classes)
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()
     budget = min(budget, total)
+    # an image without any class carries no per-class loss: never hold one out
+    order = [image for image in order if image_classes[image]]
     if strategy == "random":
         return sorted(order[:budget])
 

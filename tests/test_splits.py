@@ -56,7 +56,11 @@ def test_min_class_images_keeps_classes_below_it_whole():
 
 def test_random_strategy_is_the_seeded_permutation_prefix():
     order = torch.randperm(len(IMAGES), generator=torch.Generator().manual_seed(7)).tolist()
-    assert held_out_indices(IMAGES, 3, strategy="random", seed=7) == sorted(order[:3])
+    with_objects = [i for i in order if IMAGES[i]]  # image 7 has none: never held out
+    assert held_out_indices(IMAGES, 3, strategy="random", seed=7) == sorted(with_objects[:3])
+    for seed in range(10):
+        for strategy in ("random", "coverage"):
+            assert 7 not in held_out_indices(IMAGES, 7, strategy=strategy, seed=seed)
 
 
 def test_the_split_is_deterministic_and_budget_bounded():

@@ -60,11 +60,7 @@ class FASAHeldOutSplit:
         budget = math.ceil(self.fraction * total)
         if self.max_images is not None:
             budget = min(budget, self.max_images)
-        image_classes = (
-            [self.dataset.get_cat_ids(i) for i in range(total)]
-            if self.strategy == "coverage"
-            else [()] * total
-        )
+        image_classes = [self.dataset.get_cat_ids(i) for i in range(total)]
         held = held_out_indices(
             image_classes,
             budget,
