@@ -23,3 +23,8 @@ bench: env
 
 gpu-check:
 	bash scripts/gpu_check.sh
+
+# Mutation testing (mutmut, on a copy of the tree in .mutation/): score per module, docs/mutation.md
+.PHONY: mutation
+mutation: env
+	bash scripts/mutation.sh core

@@ -1,0 +1,305 @@
+"""Engine and grouping behaviour that mutation testing (``scripts/mutation.sh``) found
+unpinned: what ``FASA.from_annotation_file`` passes on, affinity grouping of one or two seen
+classes and when it does not converge, the SplitMix64 stream keys, class names in messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fasa_fast import FASA, group_classes
+from fasa_fast.engine import _stream_key
+from tests.oracle import cross_entropy_oracle, sample_oracle, virtual_loss_oracle
+
+LVIS = {
+    "categories": [
+        {"id": 7, "name": "bus", "frequency": "f", "instance_count": 30, "image_count": 9},
+        {"id": 2, "name": "car", "frequency": "r", "instance_count": 3, "image_count": 2},
+    ]
+}
+
+
+def test_from_annotation_file_names_classes_from_the_file(tmp_path):
+    path = tmp_path / "lvis.json"
+    path.write_text(json.dumps(LVIS))
+    fasa = FASA.from_annotation_file(path, feat_dim=4)
+    # classes ordered by category id: class 0 is 'car' (id 2), class 1 is 'bus' (id 7)
+    named = fasa.describe_classes([0, 1])
+    assert named == "'car' (id 2), 'bus' (id 7)", (
+        f"describe_classes: expected the file's names, got {named!r}"
+    )
+    # an explicit class_names wins over the file's
+    custom = FASA.from_annotation_file(path, feat_dim=4, class_names=["x", "y"])
+    assert custom.describe_classes([1]) == "y"
+
+
+def test_from_annotation_file_passes_options_on(tmp_path):
+    path = tmp_path / "lvis.json"
+    path.write_text(json.dumps(LVIS))
+    fasa = FASA.from_annotation_file(path, feat_dim=4, momentum=0.5, k=3, seed=11, alpha=1.5)
+    got = (fasa.momentum, fasa.k, fasa.seed, fasa.alpha)
+    assert got == (0.5, 3, 11, 1.5), (
+        f"(momentum, k, seed, alpha): expected (0.5, 3, 11, 1.5), got {got}"
+    )
+
+
+def test_affinity_grouping_of_a_single_seen_class():
+    mean, std = torch.randn(4, 3), torch.ones(4, 3)
+    seen = torch.tensor([0, 0, 5, 0])
+    groups = group_classes(mean, std, seen, "affinity")
+    assert groups.tolist() == [-1, -1, 0, -1], f"expected [-1, -1, 0, -1], got {groups.tolist()}"
+    assert groups.dtype == torch.int64
+
+
+def test_affinity_grouping_keeps_two_distant_classes_apart():
+    # two seen classes far apart: each is its own exemplar, two groups (not one shared group)
+    mean = torch.tensor([[0.0, 0.0], [100.0, 100.0], [3.0, 3.0]])
+    seen = torch.tensor([1, 1, 0])
+    groups = group_classes(mean, torch.ones(3, 2), seen, "affinity")
+    assert groups[2] == -1 and groups[0] != groups[1] and min(groups[:2]) >= 0, (
+        f"expected two different groups and -1 for the unseen class, got {groups.tolist()}"
+    )
+
+
+def test_affinity_grouping_that_does_not_converge_puts_every_class_alone(monkeypatch):
+    # scikit-learn labels every sample -1 when affinity propagation does not converge; the
+    # grouping then steers each seen class by its own loss (a group per class)
+    import sklearn.cluster
+
+    class NotConverging:
+        def __init__(self, **kwargs):
+            pass
+
+        def fit(self, x):
+            self.labels_ = -np.ones(len(x), dtype=np.int64)
+            return self
+
+    monkeypatch.setattr(sklearn.cluster, "AffinityPropagation", NotConverging)
+    mean = torch.randn(5, 2)  # D = 2 != number of seen classes (4)
+    seen = torch.tensor([1, 1, 0, 1, 1])
+    groups = group_classes(mean, torch.ones(5, 2), seen, "affinity")
+    assert groups.tolist() == [0, 1, -1, 2, 3], f"expected [0, 1, -1, 2, 3], got {groups.tolist()}"
+
+
+# ---- stream keys: SplitMix64, as documented (FASA.set_stream) ---------------------------------
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """SplitMix64 (Steele, Lea, Flood 2014; Vigna's reference C): one step from state ``x``."""
+    z = (x + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def stream_key_oracle(seed: int, stream: tuple[int, int, int]) -> int:
+    key = seed & MASK64
+    for part in stream:
+        key = splitmix64(key ^ (part & MASK64))
+    return key - (1 << 64) if key >> 63 else key
+
+
+def test_splitmix64_oracle_matches_the_published_sequence():
+    # the first output of SplitMix64 seeded with 0 is 0xE220A8397B1DCDAF
+    assert splitmix64(0) == 0xE220A8397B1DCDAF
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, -3, 2**62 + 5])
+def test_stream_keys_are_splitmix64_of_seed_and_stream(seed):
+    for stream in [(0, 0, 1), (0, 1, 0), (1, 0, 0), (3, 7, 2), (2**40, 5, 1)]:
+        got, expected = _stream_key(seed, stream), stream_key_oracle(seed, stream)
+        assert got == expected, f"_stream_key({seed}, {stream}): expected {expected}, got {got}"
+
+
+# ---- class names in messages ------------------------------------------------------------------
+def test_describe_classes_names_at_most_ten_then_counts_the_rest():
+    fasa = FASA(12, 2, [1] * 12, class_names=[f"c{i}" for i in range(12)])
+    assert fasa.describe_classes(range(10)) == ", ".join(f"c{i}" for i in range(10))
+    got = fasa.describe_classes(range(12))
+    expected = ", ".join(f"c{i}" for i in range(10)) + " and 2 more"
+    assert got == expected, f"describe_classes(12 classes): expected {expected!r}, got {got!r}"
+    assert fasa.describe_classes([3, 5], limit=1) == "c3 and 1 more"
+    assert FASA(3, 2, [1] * 3).describe_classes([0, 2]) == "class 0, class 2"
+
+
+# ---- a one-process group: nothing to synchronise ---------------------------------------------
+def test_single_process_group_keeps_every_row(tmp_path):
+    # an initialised group of one rank has nobody to gather from: every foreground row reaches
+    # the statistics, none is cut at sync_capacity
+    import torch.distributed as dist
+
+    fasa = FASA(2, 3, [5, 5], sync_capacity=4)
+    features = torch.arange(30, dtype=torch.float32).reshape(10, 3)
+    labels = torch.tensor([0, 1] * 5)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        fasa.update(features, labels)
+    finally:
+        dist.destroy_process_group()
+    expected = torch.stack([features[0::2].mean(0), features[1::2].mean(0)])
+    torch.testing.assert_close(fasa.mean, expected, msg="mean: expected all 10 rows folded in")
+    assert fasa.skipped_rows[1] == 0, (
+        f"rows cut at sync_capacity: expected 0, got {fasa.skipped_rows[1]}"
+    )
+
+
+# ---- the non-finite row counter -----------------------------------------------------------------
+def test_non_finite_rows_of_class_zero_are_counted_across_steps():
+    fasa = FASA(3, 2, [1, 1, 1])
+    features = torch.tensor([[float("nan"), 0.0], [1.0, 2.0], [3.0, float("inf")]])
+    labels = torch.tensor([0, 1, 0])  # two poisoned rows, both of class 0
+    fasa.update(features, labels)
+    assert fasa.skipped_rows.tolist() == [2, 0], (
+        f"after one step: expected [2, 0], got {fasa.skipped_rows.tolist()}"
+    )
+    fasa.update(features[:2], labels[:2])  # one more poisoned row: the counter accumulates
+    assert fasa.skipped_rows.tolist() == [3, 0], (
+        f"after two steps: expected [3, 0], got {fasa.skipped_rows.tolist()}"
+    )
+
+
+# ---- adapt() groups with the configured method ------------------------------------------------
+def test_adapt_groups_with_the_configured_method():
+    # two close classes and a far one: affinity propagation finds two groups, the default
+    # DBSCAN (min_samples=3) one; the engine must use the method it was built with
+    mean = torch.tensor([[0.0, 0.0], [0.1, 0.0], [50.0, 50.0]])
+    std, seen = torch.ones(3, 2), torch.ones(3, dtype=torch.long)
+    affinity = group_classes(mean, std, seen, "affinity")
+    assert not torch.equal(affinity, group_classes(mean, std, seen, "dbscan")), "no contrast"
+    fasa = FASA(3, 2, [1, 1, 1], grouping="affinity")
+    fasa.mean.copy_(mean), fasa.std.copy_(std), fasa.seen.copy_(seen)
+    fasa.adapt()
+    assert torch.equal(fasa.groups, affinity), (
+        f"groups: expected {affinity.tolist()}, got {fasa.groups.tolist()}"
+    )
+
+
+def test_adapt_summaries_of_the_first_and_second_adaptation():
+    # two far-apart pairs of classes, one DBSCAN group each; classes 0 and 2 have data
+    mean = torch.tensor([[0.0, 0.0], [0.1, 0.0], [50.0, 50.0], [50.1, 50.0]])
+    fasa = FASA(4, 2, [1, 1, 1, 1], grouping_params=dict(eps=1.0, min_samples=1))
+    fasa.mean.copy_(mean), fasa.std.fill_(1.0), fasa.seen.fill_(1)
+    labels = torch.tensor([0, 2])
+    fasa.accumulate_adaptation_loss(labels, losses=torch.tensor([1.0, 1.0]))
+    first = fasa.adapt()
+    expected = dict(adaptation=0, num_groups=2, classes_with_data=2, raised=0, lowered=0, moved=0)
+    assert first == expected, f"first summary: expected {expected}, got {first}"
+    fasa.accumulate_adaptation_loss(labels, losses=torch.tensor([0.5, 2.0]))  # 0 better, 2 worse
+    second = fasa.adapt()
+    expected = dict(adaptation=1, num_groups=2, classes_with_data=2, raised=1, lowered=1, moved=4)
+    assert second == expected, f"second summary: expected {expected}, got {second}"
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+def test_checkpoint_restores_the_counters():
+    a = FASA(3, 2, [1, 2, 3])
+    a.start_epoch(4)
+    for _ in range(3):
+        a.adapt()
+    b = FASA(3, 2, [1, 2, 3])
+    b.load_state_dict(a.state_dict())
+    got = (b.epoch, b.num_adaptations)
+    assert got == (4, 3), f"(epoch, num_adaptations): expected (4, 3), got {got}"
+
+
+def test_checkpoint_of_another_shape_is_refused_before_anything_changes():
+    saved = FASA(3, 4, [7, 8, 9]).state_dict()  # same class count, another feature size
+    fasa = FASA(3, 5, [1, 2, 3])
+    with pytest.raises(RuntimeError, match="FASA state: size mismatch for mean"):
+        fasa.load_state_dict(saved)
+    counts = fasa.instance_counts.tolist()
+    assert counts == [1, 2, 3], (
+        f"instance_counts after a refused load: expected [1, 2, 3], got {counts}"
+    )
+
+
+def test_partial_checkpoint_loads_what_it_has():
+    a = FASA(3, 2, [1, 2, 3])
+    a.prob.fill_(0.25)
+    b = FASA(3, 2, [1, 2, 3])
+    partial = {k: v for k, v in a.state_dict().items() if k != "mean"}
+    b.load_state_dict(partial, strict=False)
+    assert torch.equal(b.prob, torch.full((3,), 0.25))
+
+
+@pytest.mark.parametrize(
+    "second_losses, factor, summary",
+    [
+        ([1.0, 1.0], 1.0, dict(raised=0, lowered=0, moved=0)),  # equal loss: nobody moves
+        ([0.5, 0.5], 1.1, dict(raised=2, lowered=0, moved=4)),  # both groups better: alpha
+        ([2.0, 2.0], 0.9, dict(raised=0, lowered=2, moved=4)),  # both groups worse: beta
+    ],
+    ids=["equal", "both-better", "both-worse"],
+)
+def test_adapt_counts_every_group_and_holds_on_an_equal_loss(second_losses, factor, summary):
+    mean = torch.tensor([[0.0, 0.0], [0.1, 0.0], [50.0, 50.0], [50.1, 50.0]])
+    fasa = FASA(4, 2, [1, 1, 1, 1], grouping_params=dict(eps=1.0, min_samples=1))
+    fasa.mean.copy_(mean), fasa.std.fill_(1.0), fasa.seen.fill_(1)
+    fasa.prob.fill_(0.5)
+    labels = torch.tensor([0, 2])
+    fasa.accumulate_adaptation_loss(labels, losses=torch.tensor([1.0, 1.0]))
+    fasa.adapt()
+    fasa.accumulate_adaptation_loss(labels, losses=torch.tensor(second_losses))
+    got = fasa.adapt()
+    got = {k: got[k] for k in summary}
+    assert got == summary, f"summary: expected {summary}, got {got}"
+    torch.testing.assert_close(fasa.prob, torch.full((4,), 0.5 * factor))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(4, 2), (3, 3), (3, 4), (4, 3, 1)],
+    ids=["too-few-classes", "rows-not-labels", "rows-not-labels-square", "three-dims"],
+)
+def test_adaptation_logits_of_a_wrong_shape_are_refused(shape):
+    fasa = FASA(3, 2, [1, 1, 1])
+    with pytest.raises(ValueError, match=r"logits: expected \[4, >= 3\]"):
+        fasa.accumulate_adaptation_loss(torch.tensor([0, 1, 2, 0]), logits=torch.zeros(shape))
+    assert fasa.loss_count.sum() == 0
+    # a right shape (more rows than classes, mmdet's background column) is accepted
+    fasa.accumulate_adaptation_loss(torch.tensor([0, 1, 2, 0]), logits=torch.zeros(4, 4))
+    assert fasa.loss_count.tolist() == [2.0, 1.0, 1.0]
+
+
+def test_adaptation_logits_without_a_background_column_and_labels_beyond_them():
+    # logits [M, C] (no background column) are accepted and the last class's loss is its own;
+    # labels past the logits' columns (background, ignore values such as 255) are skipped
+    fasa = FASA(3, 2, [1, 1, 1])
+    logits = torch.tensor([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5], [0.0, 0.0, 0.0], [3.0, 1.0, 0.0]])
+    labels = torch.tensor([2, 0, 255, -1])
+    fasa.accumulate_adaptation_loss(labels, logits=logits)
+    expected = [
+        cross_entropy_oracle(logits[1].double().tolist(), 0),
+        0.0,
+        cross_entropy_oracle(logits[0].double().tolist(), 2),
+    ]
+    assert fasa.loss_count.tolist() == [1.0, 0.0, 1.0]
+    torch.testing.assert_close(
+        fasa.loss_sum, torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_virtual_loss_of_a_single_virtual_feature():
+    # one seen class drawn with certainty, k = 1: the loss is loss_weight times that one row's
+    # cross-entropy (a mean over one row)
+    fasa = FASA(3, 2, [1, 1, 1], warmup_epochs=0, capacity=4, loss_weight=0.5, seed=5)
+    fasa.mean.copy_(torch.tensor([[1.0, -1.0], [0.0, 0.0], [0.0, 0.0]]))
+    fasa.std.fill_(0.5)
+    fasa.seen.copy_(torch.tensor([1, 0, 0]))
+    fasa.prob.fill_(1.0)
+    fc = torch.nn.Linear(2, 3)
+    loss = fasa.virtual_loss(fc)
+    feats, labels, (filled, _) = sample_oracle(
+        fasa.mean, fasa.std, fasa.seen, fasa.prob, 5, 0, 1, 4
+    )
+    assert filled == 1
+    expected = virtual_loss_oracle(feats, labels, fc.weight, fc.bias, 0.5)
+    assert loss.item() == pytest.approx(expected, rel=1e-5), (
+        f"virtual loss: expected {expected}, got {loss.item()}"
+    )

@@ -1,0 +1,196 @@
+"""Op-wrapper behaviour that mutation testing (``scripts/mutation.sh``) found unpinned: every
+argument check names its own argument (not a neighbour's), and the documented defaults
+(``momentum=0.1``, ``momentum_on_var=False``, ``eps=1e-6``, ``k=1``, ``capacity=64``) are the
+ones used, checked against the float64 oracles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fasa_fast import (
+    fisher_distance,
+    make_rng_state,
+    sample_virtual_features,
+    segmented_stats_update_,
+)
+from tests.oracle import fisher_oracle, sample_oracle, stats_update_oracle
+
+
+def stats_kwargs():
+    return dict(
+        features=torch.randn(6, 3),
+        labels=torch.tensor([0, 1, 2, 0, 1, 2]),
+        mean=torch.zeros(3, 3),
+        std=torch.zeros(3, 3),
+        seen=torch.zeros(3, dtype=torch.long),
+    )
+
+
+def fisher_kwargs():
+    return dict(mean=torch.randn(4, 3), std=torch.ones(4, 3), classes=torch.tensor([0, 2]))
+
+
+def sample_kwargs():
+    return dict(
+        mean=torch.randn(4, 3),
+        std=torch.ones(4, 3),
+        seen=torch.ones(4, dtype=torch.long),
+        prob=torch.full((4,), 0.5),
+        rng_state=make_rng_state(0),
+    )
+
+
+OPS = {
+    "stats": (segmented_stats_update_, stats_kwargs),
+    "fisher": (fisher_distance, fisher_kwargs),
+    "sample": (sample_virtual_features, sample_kwargs),
+}
+
+
+def non_contiguous(t):
+    return t.T.contiguous().T if t.dim() == 2 else torch.stack([t, t], 1)[:, 0]
+
+
+# (op, argument, how it is broken, exception, message it must start with)
+BAD = [
+    # not a tensor
+    *[
+        (op, arg, lambda t: t.tolist(), TypeError, f"{arg}: expected a torch.Tensor, got list")
+        for op, args in (
+            ("stats", ("features", "labels", "mean", "std", "seen")),
+            ("fisher", ("mean", "std", "classes")),
+            ("sample", ("mean", "std", "seen", "prob", "rng_state")),
+        )
+        for arg in args
+    ],
+    # wrong number of dimensions
+    ("stats", "features", lambda t: t[:, 0], ValueError, "features: expected a 2-D [N, D] tensor"),
+    ("stats", "labels", lambda t: t[:, None], ValueError, "labels: expected a 1-D [N] tensor"),
+    ("stats", "mean", lambda t: t[:, 0], ValueError, "mean: expected a 2-D [C, D] tensor"),
+    ("fisher", "mean", lambda t: t[:, 0], ValueError, "mean: expected a 2-D [C, D] tensor"),
+    ("fisher", "classes", lambda t: t[:, None], ValueError, "classes: expected a 1-D [K] tensor"),
+    ("sample", "mean", lambda t: t[:, 0], ValueError, "mean: expected a 2-D [C, D] tensor"),
+    # wrong dtype
+    ("stats", "features", lambda t: t.double(), TypeError, "features: expected dtype float32, float16, bfloat16"),
+    ("stats", "labels", lambda t: t.float(), TypeError, "labels: expected dtype int64, int32"),
+    ("stats", "mean", lambda t: t.double(), TypeError, "mean: expected dtype float32"),
+    ("stats", "std", lambda t: t.double(), TypeError, "std: expected dtype float32"),
+    ("stats", "seen", lambda t: t.int(), TypeError, "seen: expected dtype int64"),
+    ("fisher", "mean", lambda t: t.double(), TypeError, "mean: expected dtype float32"),
+    ("fisher", "std", lambda t: t.double(), TypeError, "std: expected dtype float32"),
+    ("sample", "mean", lambda t: t.double(), TypeError, "mean: expected dtype float32"),
+    ("sample", "std", lambda t: t.double(), TypeError, "std: expected dtype float32"),
+    ("sample", "seen", lambda t: t.int(), TypeError, "seen: expected dtype int64"),
+    ("sample", "prob", lambda t: t.double(), TypeError, "prob: expected dtype float32"),
+    ("sample", "rng_state", lambda t: t.int(), TypeError, "rng_state: expected dtype int64"),
+    # on another device than the first statistics argument
+    *[
+        (op, arg, lambda t: t.to("meta"), ValueError, f"{arg}: expected a tensor on cpu (the device of mean), got meta")
+        for op, args in (
+            ("stats", ("features", "labels", "std", "seen")),
+            ("fisher", ("std", "classes")),
+            ("sample", ("std", "seen", "prob", "rng_state")),
+        )
+        for arg in args
+    ],
+    # state that is updated in place
+    ("stats", "mean", lambda t: t.requires_grad_(), RuntimeError, "mean: FASA's running statistics"),
+    ("stats", "std", lambda t: t.requires_grad_(), RuntimeError, "std: FASA's running statistics"),
+    ("stats", "mean", non_contiguous, ValueError, "mean: the state is updated in place"),
+    ("stats", "std", non_contiguous, ValueError, "std: the state is updated in place"),
+    ("stats", "seen", non_contiguous, ValueError, "seen: the state is updated in place"),
+    ("sample", "rng_state", non_contiguous, ValueError, "rng_state: the state is updated in place"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "op, arg, breaks, exc, message",
+    BAD,
+    ids=[f"{b[0]}-{b[1]}-{i}" for i, b in enumerate(BAD)],
+)
+def test_each_check_names_its_own_argument(op, arg, breaks, exc, message):
+    fn, make = OPS[op]
+    kwargs = make()
+    kwargs[arg] = breaks(kwargs[arg])
+    with pytest.raises(exc) as info:
+        fn(**kwargs)
+    assert str(info.value).startswith(message), (
+        f"{op} with a bad {arg}: expected a message starting {message!r}, got {str(info.value)!r}"
+    )
+
+
+@pytest.mark.parametrize("op", ["stats", "sample"])
+def test_zero_feature_dimensions_are_refused_naming_mean(op):
+    fn, make = OPS[op]
+    kwargs = make()
+    kwargs["mean"] = kwargs["mean"][:, :0].contiguous()
+    kwargs["std"] = kwargs["std"][:, :0].contiguous()
+    if op == "stats":
+        kwargs["features"] = torch.zeros(6, 0)
+    with pytest.raises(ValueError, match="mean: expected D >= 1 feature dimensions, got 0"):
+        fn(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(k=0), "k: expected an int >= 1, got 0"),
+        (dict(k=True), "k: expected an int >= 1, got True"),
+        (dict(k=1.0), "k: expected an int >= 1, got 1.0"),
+        (dict(capacity=-1), "capacity: expected an int >= 0, got -1"),
+        (dict(capacity=True), "capacity: expected an int >= 0, got True"),
+        (dict(capacity=2.0), "capacity: expected an int >= 0, got 2.0"),
+    ],
+)
+def test_sample_refuses_bad_k_and_capacity(override, message):
+    with pytest.raises(ValueError, match=message):
+        sample_virtual_features(**sample_kwargs(), **override)
+
+
+# ---- documented defaults, against the float64 oracles ------------------------------------------
+def test_stats_update_defaults_are_momentum_0_1_averaging_the_std():
+    torch.manual_seed(1)
+    kwargs = stats_kwargs()
+    mean, std, seen = kwargs["mean"], kwargs["std"], kwargs["seen"]
+    segmented_stats_update_(kwargs["features"], kwargs["labels"], mean, std, seen)
+    # second batch: class 0 with a single row (its std is kept unless the variance is averaged)
+    features, labels = torch.randn(3, 3), torch.tensor([0, 1, 1])
+    expected = stats_update_oracle(features, labels, mean, std, seen, 0.1, False)
+    segmented_stats_update_(features, labels, mean, std, seen)
+    for name, got, want in zip(("mean", "std"), (mean, std), expected[:2], strict=False):
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6, msg=name)
+    assert seen.tolist() == [2, 2, 1]
+
+
+def test_fisher_distance_default_eps_is_1e_6():
+    mean = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
+    std = torch.zeros(2, 2)  # zero variances: the distance is set by eps alone
+    got = fisher_distance(mean, std).double()
+    torch.testing.assert_close(got, fisher_oracle(mean, std, 1e-6), rtol=1e-5, atol=0.0)
+    assert got[0, 1] == pytest.approx((1 + 4) / 2 / 1e-6, rel=1e-5)
+
+
+def test_sample_defaults_are_k_1_and_capacity_64():
+    kwargs = sample_kwargs()
+    kwargs["prob"] = torch.ones(4)
+    features, labels, counts = sample_virtual_features(**kwargs)
+    want_features, want_labels, want_counts = sample_oracle(
+        kwargs["mean"], kwargs["std"], kwargs["seen"], kwargs["prob"], 0, 0, 1, 64
+    )
+    assert features.shape == (64, 3) and counts.tolist() == list(want_counts) == [4, 4]
+    assert torch.equal(labels, want_labels)
+    torch.testing.assert_close(features.double(), want_features, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0])
+def test_stats_update_accepts_the_momentum_bounds(momentum):
+    # [0, 1] is closed: 0 keeps the running statistics, 1 replaces them by the batch's
+    kwargs = stats_kwargs()
+    mean, std, seen = kwargs["mean"], kwargs["std"], kwargs["seen"]
+    segmented_stats_update_(kwargs["features"], kwargs["labels"], mean, std, seen)
+    features, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    expected = stats_update_oracle(features, labels, mean, std, seen, momentum, False)
+    segmented_stats_update_(features, labels, mean, std, seen, momentum)
+    torch.testing.assert_close(mean.double(), expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(std.double(), expected[1], rtol=1e-5, atol=1e-6)
