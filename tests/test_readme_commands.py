@@ -19,6 +19,7 @@ RUN_BY = {
     "make env": "make test's first step (scripts/setup_env.sh)",
     "make bench": "benchmarks/ in quick mode inside make test (same code, one round)",
     "make gpu-check": "needs a GPU: scripts/gpu_check.sh",
+    "make mutation": "too long for the suite (hours on 2 cores): run by hand, docs/mutation.md",
     "python -m fasa_fast.mmdet.demo": "tests/mmdet/test_demo.py",
     "python -m fasa_fast.examples.long_tailed_classification": "tests/test_examples.py",
     "python tools/train.py": "tests/mmdet/test_configs.py (every shipped config)",
