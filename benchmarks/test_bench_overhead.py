@@ -47,7 +47,9 @@ def head_setup(tmp_path_factory, shape, instance_counts):
         in_channels=256, fc_out_channels=shape.dim, roi_feat_size=7, num_classes=shape.num_classes
     )
     plain = Shared2FCBBoxHead(**common)
-    fasa = FASAShared2FCBBoxHead(**common, fasa=dict(ann_file=str(ann), warmup_epochs=0))
+    fasa = FASAShared2FCBBoxHead(
+        **common, fasa=dict(ann_file=str(ann), warmup_epochs=0, require_hook=False)
+    )
     fasa.load_state_dict(plain.state_dict(), strict=False)
     gen = torch.Generator().manual_seed(0)
     proposals, gts = [], []
@@ -115,7 +117,8 @@ def mask_rcnn_setup(tmp_path_factory, shape, quick):
         )
         if variant == "fasa":
             roi.bbox_head.update(
-                type="FASAShared2FCBBoxHead", fasa=dict(ann_file=str(ann), warmup_epochs=0)
+                type="FASAShared2FCBBoxHead",
+                fasa=dict(ann_file=str(ann), warmup_epochs=0, require_hook=False),
             )
         models[variant] = build(cfg)
     models["fasa"].load_state_dict(models["plain"].state_dict(), strict=False)
