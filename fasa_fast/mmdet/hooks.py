@@ -57,11 +57,6 @@ def _pipeline_loads_boxes(dataset: Any) -> bool:
     return True
 
 
-def reduce_adaptation_losses(fasa) -> None:
-    """Sum every rank's per-class adaptation losses and counts (each rank saw its own images)."""
-    fasa.reduce_adaptation_losses()
-
-
 def group_means(head: FASABBoxHeadMixin) -> dict[str, float]:
     prob = head.fasa.prob.detach().float().cpu()
     if head.fasa_class_frequency is None:
@@ -218,7 +213,7 @@ class FASAHook(Hook):
             if is_distributed():
                 all_reduce(images, op="sum")  # the log reports the pass over all ranks
             for stage, head in self.stages:
-                reduce_adaptation_losses(head.fasa)
+                head.fasa.reduce_adaptation_losses()  # summed over ranks
                 summary = head.fasa.adapt()
                 name = "fasa" if stage is None else f"fasa.s{stage}"
                 runner.logger.info(

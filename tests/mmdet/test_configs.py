@@ -25,6 +25,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from fasa_fast.toy_lvis import make_toy_lvis
+from tests.mmdet.helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*/*.py"))
@@ -123,8 +124,6 @@ class RecordValidationMetrics(Hook):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_config_trains_validates_and_tests(config, data_dir, tmp_path, monkeypatch, capsys):
-    from tests.mmdet.test_metrics_and_tools import load_tool
-
     train_tool, test_tool = load_tool("train"), load_tool("test")
     monkeypatch.chdir(data_dir)  # the configs' relative data_root resolve here
     cfg_path = cpu_config(config, tmp_path)

@@ -17,7 +17,6 @@ def _rank_main(rank: int, world_size: int, port: int, queue) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         from fasa_fast import FASA
-        from fasa_fast.mmdet.hooks import reduce_adaptation_losses
 
         fasa = FASA(3, 2, [5, 5, 5])
         # rank 0 saw class 0 twice (losses 1, 3); rank 1 saw class 0 once (5) and class 2 once (7)
@@ -25,7 +24,7 @@ def _rank_main(rank: int, world_size: int, port: int, queue) -> None:
             fasa.accumulate_adaptation_loss(torch.tensor([0, 0]), losses=torch.tensor([1.0, 3.0]))
         else:
             fasa.accumulate_adaptation_loss(torch.tensor([0, 2]), losses=torch.tensor([5.0, 7.0]))
-        reduce_adaptation_losses(fasa)
+        fasa.reduce_adaptation_losses()
         queue.put((rank, fasa.loss_sum.tolist(), fasa.loss_count.tolist()))
     finally:
         dist.destroy_process_group()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,15 +13,9 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import fasa_fast.mmdet  # noqa: F401  (registers the metrics)
+from tests.mmdet.helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def coco_lt_files(tmp_path):
