@@ -87,7 +87,7 @@ def test_lvis_eval_runs_with_the_compat_shim(tmp_path):
     need("lvis")
     from lvis import LVIS, LVISEval, LVISResults
 
-    from fasa_fast.lvis_compat import install_lvis_numpy_compat
+    from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
 
     gt_path, dets = tiny_lvis(tmp_path)
     gt = LVIS(gt_path)

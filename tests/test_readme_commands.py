@@ -27,7 +27,7 @@ RUN_BY = {
     "torchrun --nproc_per_node 8 tools/train.py": "needs GPUs",
     "python benchmarks/report.py": "test_benchmark_report_reads_the_committed_results (here)",
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
-    "python -m fasa_fast.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",
+    "python -m fasa_fast.mmdet.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",
 }
 
 
@@ -66,7 +66,7 @@ def test_benchmark_report_reads_the_committed_results(result):
 
 def test_toy_lvis_command_writes_both_splits(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "fasa_fast.toy_lvis", "--root", str(tmp_path / "toy")],
+        [sys.executable, "-m", "fasa_fast.mmdet.toy_lvis", "--root", str(tmp_path / "toy")],
         capture_output=True,
         text=True,
         check=True,

@@ -1,6 +1,6 @@
 # The README's demo: a small Mask R-CNN (ResNet-18 FPN, no pretrained weights: nothing is
 # downloaded) trained with FASA on the generated long-tailed LVIS-format dataset
-# (python -m fasa_fast.toy_lvis), on CPU, then evaluated with LVIS AP / APr / APc / APf.
+# (python -m fasa_fast.mmdet.toy_lvis), on CPU, then evaluated with LVIS AP / APr / APc / APf.
 _base_ = ["mmdet::_base_/models/mask-rcnn_r50_fpn.py", "mmdet::_base_/default_runtime.py"]
 custom_imports = dict(imports=["fasa_fast.mmdet"], allow_failed_imports=False)
 

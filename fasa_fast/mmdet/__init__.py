@@ -4,7 +4,7 @@ Configs load it with ``custom_imports=dict(imports=['fasa_fast.mmdet'], allow_fa
 All FASA logic lives in ``fasa_fast.FASA``; this package only connects it to mmdet.
 """
 
-from fasa_fast.lvis_compat import install_lvis_numpy_compat
+from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
 from fasa_fast.mmdet.bbox_heads import (
     FASABBoxHeadMixin,
     FASAShared2FCBBoxHead,
@@ -15,7 +15,7 @@ from fasa_fast.mmdet.hooks import FASAHook
 from fasa_fast.mmdet.metrics import FASACocoLTMetric, FASALVISFixedAPMetric
 
 # mmdet's own LVISMetric / LVISFixedAPMetric (used by the shipped LVIS configs and by users'
-# configs) need the lvis-api numpy shim on the pinned numpy: see fasa_fast.lvis_compat.
+# configs) need the lvis-api numpy shim on the pinned numpy: see fasa_fast.mmdet.lvis_compat.
 install_lvis_numpy_compat()
 
 __all__ = [

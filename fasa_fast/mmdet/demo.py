@@ -1,6 +1,6 @@
 """The README's main command: Mask R-CNN + FASA on an embedded long-tailed dataset, on CPU.
 
-1. generates the deterministic long-tailed LVIS-format dataset (``fasa_fast.toy_lvis``) under
+1. generates the deterministic long-tailed LVIS-format dataset (``fasa_fast.mmdet.toy_lvis``) under
    ``--data-root`` unless it is there already;
 2. trains ``configs/demo/mask-rcnn_r18_fpn_toy-lvis_fasa.py`` (ResNet-18 FPN Mask R-CNN, FASA
    box head, adaptation on a held-out 10% of the training images) for ``--epochs`` epochs;
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     from mmengine.runner import Runner
 
     from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
-    from fasa_fast.toy_lvis import make_toy_lvis
+    from fasa_fast.mmdet.toy_lvis import make_toy_lvis
 
     start = time.perf_counter()
     root = Path(args.data_root)

@@ -1,7 +1,7 @@
 """Evaluation glue: mmdet's LVIS metrics under the lvis-api numpy shim, and COCO-LT bins.
 
 - LVIS AP, APr, APc, APf: use mmdet's own ``LVISMetric``; ``import fasa_fast.mmdet`` makes PyPI
-  ``lvis`` 0.5.3 work on the pinned numpy (``fasa_fast.lvis_compat``).
+  ``lvis`` 0.5.3 work on the pinned numpy (``fasa_fast.mmdet.lvis_compat``).
 - ``FASALVISFixedAPMetric``: mmdet's ``LVISFixedAPMetric`` (AP^fixed of Dave et al. 2021: no
   per-image cap, the top 10,000 detections per class); with
   ``pooled=True`` it also reports ``APpool``, Dave et al.'s pooled AP: one precision-recall

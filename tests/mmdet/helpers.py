@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 
 import fasa_fast.mmdet  # noqa: F401  (registers the FASA heads)
-from fasa_fast.toy_lvis import make_toy_lvis
+from fasa_fast.mmdet.toy_lvis import make_toy_lvis
 
 NUM_CLASSES = 20
 

@@ -24,7 +24,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from fasa_fast.toy_lvis import make_toy_lvis
+from fasa_fast.mmdet.toy_lvis import make_toy_lvis
 from tests.mmdet.helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[2]

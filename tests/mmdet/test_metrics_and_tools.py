@@ -113,7 +113,7 @@ def lvis_results_of(gt_path, detections_path, iou_type):
     """AP, APr, APc, APf of a detections file, by the lvis-api directly."""
     from lvis import LVIS, LVISEval, LVISResults
 
-    from fasa_fast.lvis_compat import install_lvis_numpy_compat
+    from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
 
     gt = LVIS(gt_path)
     evaluator = LVISEval(gt, LVISResults(gt, detections_path), iou_type)
@@ -123,7 +123,7 @@ def lvis_results_of(gt_path, detections_path, iou_type):
 
 
 def test_train_resume_and_test_tools(tmp_path, monkeypatch):
-    from fasa_fast.toy_lvis import make_toy_lvis
+    from fasa_fast.mmdet.toy_lvis import make_toy_lvis
 
     root = tmp_path / "toy"
     make_toy_lvis(root, num_train=40, num_val=8)
@@ -221,7 +221,7 @@ def test_train_arguments(argv):
 def lvis_eval_of(tmp_path, detections):
     from lvis import LVIS, LVISEval, LVISResults
 
-    from fasa_fast.lvis_compat import install_lvis_numpy_compat
+    from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
     from tests.test_environment import tiny_lvis
 
     gt_path, _ = tiny_lvis(tmp_path)

@@ -9,7 +9,7 @@ v1 layout under ``<root>/annotations/lvis_v1_{train,val}.json``: categories with
 ``neg_category_ids`` and ``not_exhaustive_category_ids``; instances with boxes, polygon masks
 and areas. Nothing is downloaded; the same arguments give the same files.
 
-Run: ``python -m fasa_fast.toy_lvis --root data/toy_lvis``
+Run: ``python -m fasa_fast.mmdet.toy_lvis --root data/toy_lvis``
 """
 
 from __future__ import annotations
