@@ -4,7 +4,6 @@ Configs load it with ``custom_imports=dict(imports=['fasa_fast.mmdet'], allow_fa
 All FASA logic lives in ``fasa_fast.FASA``; this package only connects it to mmdet.
 """
 
-from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
 from fasa_fast.mmdet.bbox_heads import (
     FASABBoxHeadMixin,
     FASAShared2FCBBoxHead,
@@ -12,6 +11,7 @@ from fasa_fast.mmdet.bbox_heads import (
 )
 from fasa_fast.mmdet.datasets import FASAHeldOutSplit
 from fasa_fast.mmdet.hooks import FASAHook
+from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
 from fasa_fast.mmdet.metrics import FASACocoLTMetric, FASALVISFixedAPMetric
 
 # mmdet's own LVISMetric / LVISFixedAPMetric (used by the shipped LVIS configs and by users'
