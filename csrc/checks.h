@@ -1,76 +1,120 @@
-// Argument checks shared by the CPU and CUDA kernels. The Python wrappers validate first with
-// friendlier messages; these keep a direct torch.ops call from ever touching memory out of
-// bounds.
+// Argument checks shared by the CPU and CUDA kernels. The Python wrappers validate first (the
+// same rules, fasa_fast/ops/_validate.py); these keep a direct torch.ops call from ever
+// touching memory out of bounds. Every message names the tensor, what was expected and what
+// came, as the Python ones do.
 #pragma once
 #include <ATen/ATen.h>
 
+#include <initializer_list>
+#include <sstream>
+#include <string>
+
 namespace fasa_fast {
+namespace check {
+
+inline void dim(const at::Tensor& t, const char* name, int64_t ndim, const char* layout) {
+  TORCH_CHECK(t.dim() == ndim, name, ": expected a ", ndim, "-D ", layout,
+              " tensor, got shape ", t.sizes());
+}
+
+inline void dtype(const at::Tensor& t, const char* name,
+                  std::initializer_list<at::ScalarType> allowed) {
+  for (const auto type : allowed) {
+    if (t.scalar_type() == type) return;
+  }
+  std::ostringstream names;
+  const char* sep = "";
+  for (const auto type : allowed) {
+    names << sep << type;
+    sep = ", ";
+  }
+  TORCH_CHECK(false, name, ": expected dtype ", names.str(), ", got ", t.scalar_type());
+}
+
+// `why` says where the expected shape comes from, e.g. "as mean".
+inline void shape(const at::Tensor& t, const char* name, at::IntArrayRef expected,
+                  const char* why) {
+  TORCH_CHECK(t.sizes() == expected, name, ": expected shape ", expected, " (", why, "), got ",
+              t.sizes());
+}
+
+inline void contiguous(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_contiguous(), name,
+              ": expected a contiguous tensor (the state is updated in place), got strides ",
+              t.strides());
+}
+
+inline void same_device(const at::Tensor& t, const char* name, const at::Tensor& reference,
+                        const char* reference_name) {
+  TORCH_CHECK(t.device() == reference.device(), name, ": expected a tensor on ",
+              reference.device(), " (the device of ", reference_name, "), got ", t.device());
+}
+
+// The kernel registered for one dispatch key received a tensor of another device type.
+inline void device_type(const at::Tensor& t, const char* name, at::DeviceType type) {
+  TORCH_CHECK(t.device().type() == type, name, ": expected a ", at::Device(type).str(),
+              " tensor, got one on ", t.device());
+}
+
+}  // namespace check
 
 inline void check_stats_update_args(const at::Tensor& features, const at::Tensor& labels,
                                     const at::Tensor& mean, const at::Tensor& std_,
                                     const at::Tensor& seen, double momentum) {
-  TORCH_CHECK(features.dim() == 2, "features: expected a 2-D [N, D] tensor, got ",
-              features.dim(), "-D");
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == features.size(0),
-              "labels: expected a 1-D tensor of length N=", features.size(0), ", got shape ",
-              labels.sizes());
-  TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt,
-              "labels: expected int64 or int32, got ", labels.scalar_type());
-  TORCH_CHECK(features.scalar_type() == at::kFloat || features.scalar_type() == at::kHalf ||
-                  features.scalar_type() == at::kBFloat16,
-              "features: expected float32, float16 or bfloat16, got ", features.scalar_type());
-  TORCH_CHECK(mean.dim() == 2 && mean.size(1) == features.size(1),
-              "mean: expected [C, D] with D=", features.size(1), ", got ", mean.sizes());
-  TORCH_CHECK(std_.sizes() == mean.sizes(), "std: expected shape ", mean.sizes(), ", got ",
-              std_.sizes());
-  TORCH_CHECK(mean.scalar_type() == at::kFloat && std_.scalar_type() == at::kFloat,
-              "mean/std: running statistics must be float32");
-  TORCH_CHECK(seen.dim() == 1 && seen.size(0) == mean.size(0) && seen.scalar_type() == at::kLong,
-              "seen: expected an int64 tensor of shape [C]=[", mean.size(0), "], got ",
-              seen.scalar_type(), " ", seen.sizes());
-  TORCH_CHECK(mean.is_contiguous() && std_.is_contiguous() && seen.is_contiguous(),
-              "mean/std/seen: state tensors are updated in place and must be contiguous");
+  check::dim(features, "features", 2, "[N, D]");
+  check::dtype(features, "features", {at::kFloat, at::kHalf, at::kBFloat16});
+  check::dim(labels, "labels", 1, "[N]");
+  check::shape(labels, "labels", {features.size(0)}, "N rows of features");
+  check::dtype(labels, "labels", {at::kLong, at::kInt});
+  check::dim(mean, "mean", 2, "[C, D]");
+  check::shape(mean, "mean", {mean.size(0), features.size(1)}, "D columns of features");
+  check::dtype(mean, "mean", {at::kFloat});
+  check::shape(std_, "std", mean.sizes(), "as mean");
+  check::dtype(std_, "std", {at::kFloat});
+  check::shape(seen, "seen", {mean.size(0)}, "C of mean");
+  check::dtype(seen, "seen", {at::kLong});
+  check::contiguous(mean, "mean");
+  check::contiguous(std_, "std");
+  check::contiguous(seen, "seen");
   TORCH_CHECK(momentum >= 0.0 && momentum <= 1.0, "momentum: expected a value in [0, 1], got ",
               momentum);
-  const auto device = mean.device();
-  TORCH_CHECK(features.device() == device && labels.device() == device &&
-                  std_.device() == device && seen.device() == device,
-              "all tensors must be on one device");
+  check::same_device(labels, "labels", features, "features");
+  check::same_device(mean, "mean", features, "features");
+  check::same_device(std_, "std", features, "features");
+  check::same_device(seen, "seen", features, "features");
 }
 
 inline void check_fisher_args(const at::Tensor& mean, const at::Tensor& std_, double eps) {
-  TORCH_CHECK(mean.dim() == 2 && mean.size(1) > 0,
-              "mean: expected a 2-D [C, D] tensor with D >= 1, got ", mean.sizes());
-  TORCH_CHECK(std_.sizes() == mean.sizes(), "std: expected shape ", mean.sizes(), ", got ",
-              std_.sizes());
-  TORCH_CHECK(mean.scalar_type() == at::kFloat && std_.scalar_type() == at::kFloat,
-              "mean/std: expected float32");
-  TORCH_CHECK(mean.device() == std_.device(), "mean/std: must be on one device");
+  check::dim(mean, "mean", 2, "[C, D]");
+  TORCH_CHECK(mean.size(1) > 0, "mean: expected D >= 1 feature dimensions, got shape ",
+              mean.sizes());
+  check::dtype(mean, "mean", {at::kFloat});
+  check::shape(std_, "std", mean.sizes(), "as mean");
+  check::dtype(std_, "std", {at::kFloat});
+  check::same_device(std_, "std", mean, "mean");
   TORCH_CHECK(eps >= 0.0, "eps: expected >= 0, got ", eps);
 }
 
 inline void check_sample_args(const at::Tensor& mean, const at::Tensor& std_,
                               const at::Tensor& seen, const at::Tensor& prob,
                               const at::Tensor& rng_state, int64_t k, int64_t capacity) {
-  TORCH_CHECK(mean.dim() == 2, "mean: expected a 2-D [C, D] tensor, got ", mean.sizes());
-  TORCH_CHECK(std_.sizes() == mean.sizes(), "std: expected shape ", mean.sizes(), ", got ",
-              std_.sizes());
-  TORCH_CHECK(mean.scalar_type() == at::kFloat && std_.scalar_type() == at::kFloat,
-              "mean/std: expected float32");
-  const int64_t n_classes = mean.size(0);
-  TORCH_CHECK(seen.dim() == 1 && seen.size(0) == n_classes && seen.scalar_type() == at::kLong,
-              "seen: expected an int64 tensor of shape [", n_classes, "]");
-  TORCH_CHECK(prob.dim() == 1 && prob.size(0) == n_classes && prob.scalar_type() == at::kFloat,
-              "prob: expected a float32 tensor of shape [", n_classes, "]");
-  TORCH_CHECK(rng_state.dim() == 1 && rng_state.size(0) == 2 &&
-                  rng_state.scalar_type() == at::kLong && rng_state.is_contiguous(),
-              "rng_state: expected a contiguous int64 tensor of shape [2] (seed, call counter)");
+  check::dim(mean, "mean", 2, "[C, D]");
+  check::dtype(mean, "mean", {at::kFloat});
+  check::shape(std_, "std", mean.sizes(), "as mean");
+  check::dtype(std_, "std", {at::kFloat});
+  check::shape(seen, "seen", {mean.size(0)}, "C of mean");
+  check::dtype(seen, "seen", {at::kLong});
+  check::shape(prob, "prob", {mean.size(0)}, "C of mean");
+  check::dtype(prob, "prob", {at::kFloat});
+  check::shape(rng_state, "rng_state", {2}, "seed, call counter");
+  check::dtype(rng_state, "rng_state", {at::kLong});
+  check::contiguous(rng_state, "rng_state");
   TORCH_CHECK(k >= 1, "k: expected >= 1, got ", k);
   TORCH_CHECK(capacity >= 0, "capacity: expected >= 0, got ", capacity);
-  const auto device = mean.device();
-  TORCH_CHECK(std_.device() == device && seen.device() == device && prob.device() == device &&
-                  rng_state.device() == device,
-              "all tensors must be on one device");
+  check::same_device(std_, "std", mean, "mean");
+  check::same_device(seen, "seen", mean, "mean");
+  check::same_device(prob, "prob", mean, "mean");
+  check::same_device(rng_state, "rng_state", mean, "mean");
 }
 
 }  // namespace fasa_fast

@@ -14,7 +14,7 @@ import torch
 
 import fasa_fast
 from fasa_fast.ops import _library
-from fasa_fast.ops._schema import NAMESPACE, SCHEMAS
+from fasa_fast.ops._registry import NAMESPACE, OPS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,16 +30,121 @@ def test_extension_loaded():
     assert fasa_fast.extension_loaded(), fasa_fast.extension_error()
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMAS))
+@pytest.mark.parametrize("name", sorted(OPS))
 def test_cpu_kernels_registered_by_extension(name):
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{name}", "CPU")
     assert _library.native_available("cpu")
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMAS))
-def test_python_schema_mirrors_the_cpp_schema(name):
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_schema_is_defined_once_from_the_registry(name):
+    # The op module declares the schema; the extension only registers kernels for it.
     op = getattr(torch.ops.fasa_fast, name).default
-    assert str(op._schema) == f"{NAMESPACE}::{name}{SCHEMAS[name]}"
+    assert str(op._schema) == f"{NAMESPACE}::{name}{OPS[name].schema}"
+    dump = torch._C._dispatch_dump(f"{NAMESPACE}::{name}")
+    definition = next(line for line in dump.splitlines() if line.startswith("debug:"))
+    assert "fasa_fast/ops/_library.py" in definition, dump
+
+
+def test_extension_defines_no_schema():
+    sources = list((ROOT / "csrc").rglob("*.cpp")) + list((ROOT / "csrc").rglob("*.cu"))
+    assert sources
+    for path in sources:
+        text = path.read_text()
+        assert "TORCH_LIBRARY(" not in text and "m.def(" not in text, path
+
+
+# (case id, argument index to replace, replacement, message) for a direct call of the C++ CPU
+# kernel of segmented_stats_update_, bypassing the Python wrapper's checks.
+BAD_DIRECT_STATS = [
+    (
+        "features-1d",
+        0,
+        torch.zeros(6),
+        r"features: expected a 2-D \[N, D\] tensor, got shape \[6\]",
+    ),
+    (
+        "features-int",
+        0,
+        torch.zeros(6, 4, dtype=torch.int32),
+        "features: expected dtype Float, Half, BFloat16, got Int",
+    ),
+    (
+        "labels-short",
+        1,
+        torch.zeros(5, dtype=torch.long),
+        r"labels: expected shape \[6\] \(N rows of features\), got \[5\]",
+    ),
+    ("labels-float", 1, torch.zeros(6), "labels: expected dtype Long, Int, got Float"),
+    (
+        "mean-wrong-d",
+        2,
+        torch.zeros(3, 5),
+        r"mean: expected shape \[3, 4\] \(D columns of features\), got \[3, 5\]",
+    ),
+    (
+        "std-wrong-shape",
+        3,
+        torch.zeros(2, 4),
+        r"std: expected shape \[3, 4\] \(as mean\), got \[2, 4\]",
+    ),
+    (
+        "std-double",
+        3,
+        torch.zeros(3, 4, dtype=torch.float64),
+        "std: expected dtype Float, got Double",
+    ),
+    (
+        "seen-wrong-c",
+        4,
+        torch.zeros(2, dtype=torch.long),
+        r"seen: expected shape \[3\] \(C of mean\), got \[2\]",
+    ),
+    ("mean-strided", 2, torch.zeros(4, 3).t(), "mean: expected a contiguous tensor"),
+    ("momentum", 5, 1.5, r"momentum: expected a value in \[0, 1\], got 1.5"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_DIRECT_STATS, ids=[c[0] for c in BAD_DIRECT_STATS])
+def test_cpp_checks_name_the_tensor_and_what_came(case):
+    if not _library.native_available("cpu"):
+        pytest.skip("the extension's own checks are under test")
+    _, index, replacement, message = case
+    args = [
+        torch.zeros(6, 4),
+        torch.zeros(6, dtype=torch.long),
+        torch.zeros(3, 4),
+        torch.zeros(3, 4),
+        torch.zeros(3, dtype=torch.long),
+        0.1,
+        False,
+    ]
+    args[index] = replacement
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.fasa_fast.segmented_stats_update_(*args)
+
+
+def test_cpp_checks_of_fisher_and_sample_name_the_tensor():
+    if not _library.native_available("cpu"):
+        pytest.skip("the extension's own checks are under test")
+    mean, std = torch.zeros(3, 4), torch.ones(3, 4)
+    with pytest.raises(
+        RuntimeError, match=r"mean: expected D >= 1 feature dimensions, got shape \[3, 0\]"
+    ):
+        torch.ops.fasa_fast.fisher_distance(torch.zeros(3, 0), torch.zeros(3, 0), 1e-6)
+    with pytest.raises(RuntimeError, match="eps: expected >= 0, got -1"):
+        torch.ops.fasa_fast.fisher_distance(mean, std, -1.0)
+    seen, prob, rng = (
+        torch.ones(3, dtype=torch.long),
+        torch.ones(3),
+        torch.zeros(2, dtype=torch.long),
+    )
+    with pytest.raises(RuntimeError, match=r"prob: expected shape \[3\] \(C of mean\), got \[4\]"):
+        torch.ops.fasa_fast.sample_virtual_features(mean, std, seen, torch.ones(4), rng, 1, 4)
+    with pytest.raises(RuntimeError, match="rng_state: expected dtype Long, got Int"):
+        torch.ops.fasa_fast.sample_virtual_features(mean, std, seen, prob, rng.int(), 1, 4)
+    with pytest.raises(RuntimeError, match="k: expected >= 1, got 0"):
+        torch.ops.fasa_fast.sample_virtual_features(mean, std, seen, prob, rng, 0, 4)
 
 
 def test_cuda_kernels_compiled_when_they_should_be():
@@ -63,7 +168,7 @@ def test_cuda_kernels_compiled_when_they_should_be():
             ["readelf", "-S", "-W", library], capture_output=True, text=True, check=True
         ).stdout
         assert ".nv_fatbin" in sections
-    for name in SCHEMAS:
+    for name in OPS:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{name}", "CUDA")
 
 

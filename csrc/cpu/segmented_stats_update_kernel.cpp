@@ -122,7 +122,7 @@ void segmented_stats_update_cpu(const at::Tensor& features, const at::Tensor& la
                                 at::Tensor mean, at::Tensor std_, at::Tensor seen,
                                 double momentum, bool momentum_on_var) {
   check_stats_update_args(features, labels, mean, std_, seen, momentum);
-  TORCH_CHECK(features.device().is_cpu(), "features: expected a CPU tensor");
+  check::device_type(features, "features", at::kCPU);
   if (features.size(0) == 0 || mean.size(0) == 0) return;
   const auto x = features.contiguous();
   const auto lab = labels.contiguous();

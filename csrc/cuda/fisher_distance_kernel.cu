@@ -14,7 +14,7 @@ namespace {
 
 at::Tensor fisher_distance_cuda(const at::Tensor& mean, const at::Tensor& std_, double eps) {
   check_fisher_args(mean, std_, eps);
-  TORCH_CHECK(mean.is_cuda(), "mean: expected a CUDA tensor");
+  check::device_type(mean, "mean", at::kCUDA);
   const c10::cuda::CUDAGuard guard(mean.device());
   const int64_t n_classes = mean.size(0);
   auto out = at::empty({n_classes, n_classes}, mean.options());

@@ -19,7 +19,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cuda(
     const at::Tensor& mean, const at::Tensor& std_, const at::Tensor& seen,
     const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity) {
   check_sample_args(mean, std_, seen, prob, rng_state, k, capacity);
-  TORCH_CHECK(mean.is_cuda(), "mean: expected a CUDA tensor");
+  check::device_type(mean, "mean", at::kCUDA);
   const c10::cuda::CUDAGuard guard(mean.device());
   const int64_t n_classes = mean.size(0), dim = mean.size(1);
   auto features = at::empty({capacity, dim}, mean.options());

@@ -17,7 +17,7 @@ void segmented_stats_update_cuda(const at::Tensor& features, const at::Tensor& l
                                  at::Tensor mean, at::Tensor std_, at::Tensor seen,
                                  double momentum, bool momentum_on_var) {
   check_stats_update_args(features, labels, mean, std_, seen, momentum);
-  TORCH_CHECK(features.is_cuda(), "features: expected a CUDA tensor");
+  check::device_type(features, "features", at::kCUDA);
   if (features.size(0) == 0 || mean.size(0) == 0) return;
   const c10::cuda::CUDAGuard guard(features.device());
   const auto x = features.contiguous();

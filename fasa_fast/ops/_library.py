@@ -1,9 +1,12 @@
 """Registration of the ``fasa_fast`` ops with the dispatcher, and the backend policy.
 
-One schema per op (``_schema.py``, declared in C++ by ``csrc/fasa_ops.cpp`` when the extension
-is built). Backends are interchangeable implementations of that schema per device type:
+Every op is declared once, by its own module, in ``fasa_fast.ops._registry.OPS`` (schema,
+fake kernel, autograd rule, where its implementations live); ``install`` loops over that
+registry and names no op itself. Backends are interchangeable implementations of a schema per
+device type:
 
-- ``native``: the compiled C++ (CPU) / CUDA kernels, registered by the extension itself;
+- ``native``: the compiled C++ (CPU) / CUDA kernels, registered by the extension itself
+  (``TORCH_LIBRARY_IMPL`` only: the schemas are defined here, from the registry);
 - ``triton``: the Triton kernels in ``fasa_fast.kernels`` (CUDA; CPU only under the interpreter);
 - ``reference``: the pure-PyTorch specification in ``fasa_fast.ops.reference``.
 
@@ -18,45 +21,35 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
 from fasa_fast._extension import extension_loaded
-from fasa_fast.ops import reference
-from fasa_fast.ops._schema import NAMESPACE, SCHEMAS
+from fasa_fast.ops._registry import NAMESPACE, OPS, resolve
 
 BACKENDS = ("native", "triton", "reference")
 DEVICE_TYPES = ("cpu", "cuda")
 _DISPATCH_KEY = {"cpu": "CPU", "cuda": "CUDA"}
 
 
-def _qualname(name: str) -> str:
-    return f"{NAMESPACE}::{name}"
-
-
 def _op_defined(name: str) -> bool:
-    return torch._C._dispatch_has_kernel(_qualname(name)) or hasattr(
-        getattr(torch.ops, NAMESPACE), name
-    )
-
-
-# Without the extension the schemas are defined here, from the same strings.
-_definitions: torch.library.Library | None = None
-if not all(_op_defined(name) for name in SCHEMAS):
-    _definitions = torch.library.Library(NAMESPACE, "FRAGMENT")  # noqa: TOR901
-    for _name, _schema in SCHEMAS.items():
-        if not _op_defined(_name):
-            _definitions.define(_name + _schema)
+    """Whether the op has a schema already (an extension built before the schemas moved here
+    still defines them itself; defining them twice is an error)."""
+    try:
+        torch._C._dispatch_find_schema_or_throw(f"{NAMESPACE}::{name}", "")
+    except RuntimeError:
+        return False
+    return True
 
 
 def native_available(device_type: str) -> bool:
     """True when the compiled extension registered kernels for ``device_type``."""
     key = _DISPATCH_KEY[device_type]
     return extension_loaded() and all(
-        torch._C._dispatch_has_kernel_for_dispatch_key(_qualname(name), key)
+        torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{name}", key)
         and not _python_registered.get(device_type)
-        for name in SCHEMAS
+        for name in OPS
     )
 
 
@@ -74,26 +67,6 @@ def triton_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _triton_impls() -> dict[str, Callable]:
-    from fasa_fast.kernels.fisher_distance import fisher_distance_triton
-    from fasa_fast.kernels.sample_virtual_features import sample_virtual_features_triton
-    from fasa_fast.kernels.segmented_stats_update import segmented_stats_update_triton
-
-    return {
-        "segmented_stats_update_": segmented_stats_update_triton,
-        "fisher_distance": fisher_distance_triton,
-        "sample_virtual_features": sample_virtual_features_triton,
-    }
-
-
-def _reference_impls() -> dict[str, Callable]:
-    return {
-        "segmented_stats_update_": reference.segmented_stats_update_reference,
-        "fisher_distance": reference.fisher_distance_reference,
-        "sample_virtual_features": reference.sample_virtual_features_reference,
-    }
 
 
 # Python-registered overrides per device type; dropping the library restores what the
@@ -121,7 +94,8 @@ def set_backend(device_type: str, backend: str) -> None:
         return
     if backend == "triton" and not triton_available():
         raise RuntimeError("backend 'triton' needs the triton package")
-    impls = _triton_impls() if backend == "triton" else _reference_impls()
+    # Looked up now, by name: a backend switch always registers the current functions.
+    impls = {name: resolve(getattr(op, backend)) for name, op in OPS.items()}
     lib = torch.library.Library(NAMESPACE, "IMPL")  # noqa: TOR901
     with warnings.catch_warnings():
         # Overriding the extension's kernel is the point here; the dispatcher warns about it.
@@ -159,39 +133,23 @@ def default_backend(device_type: str) -> str:
     return "reference"
 
 
-# Fake (meta) kernels: shapes only, for torch.compile and FakeTensor tracing.
-@torch.library.register_fake(_qualname("segmented_stats_update_"))
-def _segmented_stats_update_fake(features, labels, mean, std, seen, momentum, momentum_on_var):
-    return None
+# The schemas the extension does not define (it registers kernels only), from the registry.
+_definitions: torch.library.Library | None = None
 
 
-@torch.library.register_fake(_qualname("fisher_distance"))
-def _fisher_distance_fake(mean, std, eps):
-    return mean.new_empty(mean.shape[0], mean.shape[0])
-
-
-@torch.library.register_fake(_qualname("sample_virtual_features"))
-def _sample_virtual_features_fake(mean, std, seen, prob, rng_state, k, capacity):
-    return (
-        mean.new_empty(capacity, mean.shape[1]),
-        mean.new_empty(capacity, dtype=torch.long),
-        mean.new_empty(2, dtype=torch.long),
-    )
-
-
-def _not_differentiable(name: str) -> Callable:
-    def backward(ctx, *grads):
-        raise RuntimeError(
-            f"{_qualname(name)} is not differentiable: FASA's class statistics are running "
-            "buffers and carry no gradient. Detach them (they are buffers of fasa_fast.FASA)."
-        )
-
-    return backward
-
-
-torch.library.register_autograd(
-    _qualname("fisher_distance"), _not_differentiable("fisher_distance")
-)
-
-for _device_type in DEVICE_TYPES:
-    set_backend(_device_type, default_backend(_device_type))
+def install() -> None:
+    """Define every registered op, register its fake kernel and autograd rule, and route each
+    device type to its default backend. Called once by ``fasa_fast.ops`` after the op modules
+    have declared themselves; a second call does nothing."""
+    global _definitions
+    if _active:
+        return
+    _definitions = torch.library.Library(NAMESPACE, "FRAGMENT")  # noqa: TOR901
+    for op in OPS.values():
+        if not _op_defined(op.name):
+            _definitions.define(op.name + op.schema)
+        torch.library.register_fake(op.qualname, op.fake, lib=_definitions)
+        if op.backward is not None:
+            torch.library.register_autograd(op.qualname, op.backward, lib=_definitions)
+    for device_type in DEVICE_TYPES:
+        set_backend(device_type, default_backend(device_type))

@@ -8,12 +8,34 @@ import torch
 
 FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LABEL_DTYPES = (torch.int64, torch.int32)
+FLOAT32 = (torch.float32,)
+INT64 = (torch.int64,)
 
 
-def check_tensor(name: str, value: object) -> torch.Tensor:
+def check_tensor(
+    name: str,
+    value: object,
+    *,
+    layout: str | None = None,
+    dtypes: tuple[torch.dtype, ...] | None = None,
+) -> torch.Tensor:
+    """``value`` is a tensor; with ``layout`` (e.g. ``"[C, D]"``) of that many dimensions, with
+    ``dtypes`` of one of them."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if layout is not None:
+        check_dim(name, value, layout.count(",") + 1, layout)
+    if dtypes is not None:
+        check_dtype(name, value, dtypes)
     return value
+
+
+def check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...], why: str) -> None:
+    """``tensor`` has exactly the shape ``expected``; ``why`` says where that comes from."""
+    if tuple(tensor.shape) != tuple(expected):
+        raise ValueError(
+            f"{name}: expected shape {tuple(expected)} ({why}), got {tuple(tensor.shape)}"
+        )
 
 
 def check_dim(name: str, tensor: torch.Tensor, ndim: int, layout: str) -> None:

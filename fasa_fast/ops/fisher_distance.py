@@ -4,7 +4,29 @@ from __future__ import annotations
 
 import torch
 
-from fasa_fast.ops._validate import check_dim, check_dtype, check_same_device, check_tensor
+from fasa_fast.ops._registry import declare_op, not_differentiable
+from fasa_fast.ops._validate import (
+    FLOAT32,
+    LABEL_DTYPES,
+    check_feature_dim,
+    check_same_device,
+    check_shape,
+    check_tensor,
+)
+
+
+def _fake(mean, std, eps):
+    return mean.new_empty(mean.shape[0], mean.shape[0])
+
+
+declare_op(
+    "fisher_distance",
+    "(Tensor mean, Tensor std, float eps) -> Tensor",
+    fake=_fake,
+    reference="fasa_fast.ops.reference:fisher_distance_reference",
+    triton="fasa_fast.kernels.fisher_distance:fisher_distance_triton",
+    backward=not_differentiable("fisher_distance"),
+)
 
 
 def fisher_distance(
@@ -26,25 +48,15 @@ def fisher_distance(
         ``[C, C]`` (or ``[K, K]``) float32, symmetric, zero diagonal. Never materialises
         ``C x C x D``.
     """
-    check_tensor("mean", mean)
-    check_tensor("std", std)
-    check_dim("mean", mean, 2, "[C, D]")
-    check_dtype("mean", mean, (torch.float32,))
-    check_dtype("std", std, (torch.float32,))
-    if std.shape != mean.shape:
-        raise ValueError(
-            f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}"
-        )
-    if mean.shape[1] == 0:
-        raise ValueError("mean: expected D >= 1 feature dimensions, got 0")
+    check_tensor("mean", mean, layout="[C, D]", dtypes=FLOAT32)
+    check_tensor("std", std, dtypes=FLOAT32)
+    check_shape("std", std, tuple(mean.shape), "as mean")
+    check_feature_dim("mean", mean)
     check_same_device("mean", mean, std=std)
     if float(eps) < 0:
         raise ValueError(f"eps: expected >= 0, got {eps}")
     if classes is not None:
-        check_tensor("classes", classes)
-        check_dim("classes", classes, 1, "[K]")
-        if classes.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"classes: expected int64 or int32 indices, got {classes.dtype}")
+        check_tensor("classes", classes, layout="[K]", dtypes=LABEL_DTYPES)
         check_same_device("mean", mean, classes=classes)
         mean = mean.index_select(0, classes)
         std = std.index_select(0, classes)

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import torch
 
+from fasa_fast.ops._registry import declare_op
 from fasa_fast.ops._validate import (
-    check_dim,
-    check_dtype,
+    FLOAT32,
+    INT64,
     check_feature_dim,
     check_same_device,
+    check_shape,
     check_state,
     check_tensor,
+)
+
+
+def _fake(mean, std, seen, prob, rng_state, k, capacity):
+    return (
+        mean.new_empty(capacity, mean.shape[1]),
+        mean.new_empty(capacity, dtype=torch.long),
+        mean.new_empty(2, dtype=torch.long),
+    )
+
+
+declare_op(
+    "sample_virtual_features",
+    "(Tensor mean, Tensor std, Tensor seen, Tensor prob, Tensor(a!) rng_state, int k, "
+    "int capacity) -> (Tensor, Tensor, Tensor)",
+    fake=_fake,
+    reference="fasa_fast.ops.reference:sample_virtual_features_reference",
+    triton="fasa_fast.kernels.sample_virtual_features:sample_virtual_features_triton",
 )
 
 
@@ -53,32 +73,16 @@ def sample_virtual_features(
         [capacity]`` int64 (-1 marks padding), ``counts [2]`` int64 = (rows filled, rows
         requested). No gradient flows into the statistics.
     """
-    for name, value in (("mean", mean), ("std", std), ("seen", seen), ("prob", prob)):
-        check_tensor(name, value)
-    check_tensor("rng_state", rng_state)
-    check_dim("mean", mean, 2, "[C, D]")
-    check_dtype("mean", mean, (torch.float32,))
-    check_dtype("std", std, (torch.float32,))
-    check_dtype("seen", seen, (torch.int64,))
-    check_dtype("prob", prob, (torch.float32,))
-    check_dtype("rng_state", rng_state, (torch.int64,))
+    check_tensor("mean", mean, layout="[C, D]", dtypes=FLOAT32)
+    check_tensor("std", std, dtypes=FLOAT32)
+    check_tensor("seen", seen, dtypes=INT64)
+    check_tensor("prob", prob, dtypes=FLOAT32)
+    check_tensor("rng_state", rng_state, dtypes=INT64)
     num_classes = mean.shape[0]
-    if std.shape != mean.shape:
-        raise ValueError(
-            f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}"
-        )
-    if seen.shape != (num_classes,):
-        raise ValueError(
-            f"seen: expected shape ({num_classes},) (C of mean), got {tuple(seen.shape)}"
-        )
-    if prob.shape != (num_classes,):
-        raise ValueError(
-            f"prob: expected shape ({num_classes},) (C of mean), got {tuple(prob.shape)}"
-        )
-    if rng_state.shape != (2,):
-        raise ValueError(
-            f"rng_state: expected shape (2,) = (seed, call), got {tuple(rng_state.shape)}"
-        )
+    check_shape("std", std, tuple(mean.shape), "as mean")
+    check_shape("seen", seen, (num_classes,), "C of mean")
+    check_shape("prob", prob, (num_classes,), "C of mean")
+    check_shape("rng_state", rng_state, (2,), "seed, call counter")
     check_feature_dim("mean", mean)
     check_same_device("mean", mean, std=std, seen=seen, prob=prob, rng_state=rng_state)
     check_state("rng_state", rng_state)

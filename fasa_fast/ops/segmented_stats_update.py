@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import torch
 
+from fasa_fast.ops._registry import declare_op
 from fasa_fast.ops._validate import (
     FEATURE_DTYPES,
+    FLOAT32,
+    INT64,
     LABEL_DTYPES,
-    check_dim,
-    check_dtype,
     check_feature_dim,
     check_same_device,
+    check_shape,
     check_state,
     check_tensor,
+)
+
+
+def _fake(features, labels, mean, std, seen, momentum, momentum_on_var):
+    return None
+
+
+declare_op(
+    "segmented_stats_update_",
+    "(Tensor features, Tensor labels, Tensor(a!) mean, Tensor(b!) std, Tensor(c!) seen, "
+    "float momentum, bool momentum_on_var) -> ()",
+    fake=_fake,
+    reference="fasa_fast.ops.reference:segmented_stats_update_reference",
+    triton="fasa_fast.kernels.segmented_stats_update:segmented_stats_update_triton",
 )
 
 
@@ -39,35 +55,16 @@ def segmented_stats_update_(
 
     See ``fasa_fast.ops.reference.segmented_stats_update_reference`` for the exact semantics.
     """
-    check_tensor("features", features)
-    check_tensor("labels", labels)
-    check_tensor("mean", mean)
-    check_tensor("std", std)
-    check_tensor("seen", seen)
-    check_dim("features", features, 2, "[N, D]")
-    check_dim("labels", labels, 1, "[N]")
-    check_dim("mean", mean, 2, "[C, D]")
-    check_dtype("features", features, FEATURE_DTYPES)
-    check_dtype("labels", labels, LABEL_DTYPES)
-    check_dtype("mean", mean, (torch.float32,))
-    check_dtype("std", std, (torch.float32,))
-    check_dtype("seen", seen, (torch.int64,))
-    if labels.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"labels: expected length N={features.shape[0]} (rows of features), got {labels.shape[0]}"
-        )
-    if mean.shape[1] != features.shape[1]:
-        raise ValueError(
-            f"mean: expected D={features.shape[1]} columns (the feature dim), got shape {tuple(mean.shape)}"
-        )
-    if std.shape != mean.shape:
-        raise ValueError(
-            f"std: expected shape {tuple(mean.shape)} (as mean), got {tuple(std.shape)}"
-        )
-    if seen.shape != (mean.shape[0],):
-        raise ValueError(
-            f"seen: expected shape ({mean.shape[0]},) (C of mean), got {tuple(seen.shape)}"
-        )
+    check_tensor("features", features, layout="[N, D]", dtypes=FEATURE_DTYPES)
+    check_tensor("labels", labels, layout="[N]", dtypes=LABEL_DTYPES)
+    check_tensor("mean", mean, layout="[C, D]", dtypes=FLOAT32)
+    check_tensor("std", std, dtypes=FLOAT32)
+    check_tensor("seen", seen, dtypes=INT64)
+    num_rows, num_classes = features.shape[0], mean.shape[0]
+    check_shape("labels", labels, (num_rows,), "N rows of features")
+    check_shape("mean", mean, (num_classes, features.shape[1]), "D columns of features")
+    check_shape("std", std, tuple(mean.shape), "as mean")
+    check_shape("seen", seen, (num_classes,), "C of mean")
     check_feature_dim("mean", mean)
     check_same_device("mean", mean, features=features, labels=labels, std=std, seen=seen)
     for name, tensor in (("mean", mean), ("std", std), ("seen", seen)):
