@@ -3,6 +3,8 @@ docs/method.md (§1-§4) and sharing no code with fasa_fast."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -246,3 +248,43 @@ class EngineReplay:
 
 def _to_float32(value):
     return float(torch.tensor(value, dtype=torch.float32))
+
+
+def softmax_ce_row_loss(logits, label):
+    """Softmax cross-entropy of one row, float64 loop."""
+    z = [float(v) for v in logits]
+    top = max(z)
+    return -(z[label] - top - math.log(sum(math.exp(v - top) for v in z)))
+
+
+def one_hot_bce_row_loss(logits, label):
+    """Sum over classes of binary cross-entropy against the one-hot label, float64 loop."""
+    total = 0.0
+    for j, zj in enumerate(float(v) for v in logits):
+        target = 1.0 if j == label else 0.0
+        # log(1 + e^z) - target * z, written stably
+        total += max(zj, 0.0) + math.log1p(math.exp(-abs(zj))) - target * zj
+    return total
+
+
+def seesaw_row_loss(logits, objectness, label, cum, p, q, eps=1e-2):
+    """One positive row, float64 loops: mitigation, compensation, CE; plus objectness CE."""
+    z = [float(v) for v in logits]
+    exp = [math.exp(v - max(z)) for v in z]
+    score = [e / sum(exp) for e in exp]
+    adjusted = []
+    for j, zj in enumerate(z):
+        if j == label:
+            adjusted.append(zj)
+            continue
+        n_j, n_y = max(float(cum[j]), 1.0), max(float(cum[label]), 1.0)
+        mitigation = (n_j / n_y) ** p if n_j < n_y else 1.0
+        ratio = score[j] / max(score[label], eps)
+        compensation = ratio**q if ratio > 1.0 else 1.0
+        adjusted.append(zj + math.log(mitigation * compensation))
+    top = max(adjusted)
+    class_term = -(adjusted[label] - top - math.log(sum(math.exp(a - top) for a in adjusted)))
+    o = [float(v) for v in objectness]
+    top = max(o)
+    objectness_term = -(o[0] - top - math.log(sum(math.exp(v - top) for v in o)))
+    return class_term + objectness_term

@@ -30,16 +30,14 @@ import os
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.losses import SeesawLoss
-from mmdet.models.losses.seesaw_loss import seesaw_ce_loss
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead, Shared4Conv1FCBBoxHead
 from mmdet.registry import MODELS
 
+from fasa_fast import losses
 from fasa_fast.annotations import class_counts_from_annotations
 from fasa_fast.engine import FASA
-
-VIRTUAL_LOSSES = ("softmax", "sigmoid", "seesaw")
+from fasa_fast.losses import VIRTUAL_LOSSES
 
 
 class FASABBoxHeadMixin:
@@ -101,27 +99,19 @@ class FASABBoxHeadMixin:
         return cls_score[:, : self.num_classes + 1]
 
     def fasa_per_row_loss(self, cls_score: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Stateless per-row classification loss (virtual features and the adaptation pass)."""
+        """Stateless per-row classification loss (virtual features and the adaptation pass):
+        the head's ``cls_score`` cut to what ``fasa_fast.losses`` expects."""
         if self.fasa_virtual_loss == "seesaw":
-            return self._seesaw_per_row_loss(cls_score.float(), labels)
-        logits = self.fasa_class_logits(cls_score).float()
+            seesaw = self.loss_cls  # cum_samples is read here, never updated
+            classes, objectness = seesaw._split_cls_score(cls_score)
+            cum_samples = seesaw.cum_samples[: self.num_classes]
+            return losses.seesaw_positive(
+                classes, objectness, labels, cum_samples, seesaw.p, seesaw.q, seesaw.eps
+            )
+        logits = self.fasa_class_logits(cls_score)
         if self.fasa_virtual_loss == "sigmoid":
-            fg = logits[:, : self.num_classes]
-            target = F.one_hot(labels.clamp(0, self.num_classes - 1), self.num_classes).float()
-            return F.binary_cross_entropy_with_logits(fg, target, reduction="none").sum(1)
-        return F.cross_entropy(logits, labels, reduction="none")
-
-    def _seesaw_per_row_loss(self, cls_score: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """SeesawLoss's per-row loss for foreground rows, its ``cum_samples`` read, not updated."""
-        seesaw = self.loss_cls
-        classes, objectness = seesaw._split_cls_score(cls_score)
-        cum_samples = seesaw.cum_samples[: self.num_classes].to(classes.dtype)
-        class_term = seesaw_ce_loss(
-            classes, labels, None, cum_samples, self.num_classes, seesaw.p, seesaw.q,
-            seesaw.eps, reduction="none",
-        )  # fmt: skip
-        objectness_term = F.cross_entropy(objectness, torch.zeros_like(labels), reduction="none")
-        return class_term + objectness_term
+            return losses.one_hot_bce(logits[:, : self.num_classes], labels)
+        return losses.softmax_ce(logits, labels)
 
     def loss_and_target(
         self,

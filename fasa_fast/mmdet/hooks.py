@@ -24,9 +24,8 @@ from mmengine.dist import all_reduce, is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from fasa_fast import reporting
 from fasa_fast.mmdet.bbox_heads import FASABBoxHeadMixin
-
-FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
 
 
 def fasa_stages(model) -> list[tuple[int | None, FASABBoxHeadMixin]]:
@@ -36,6 +35,21 @@ def fasa_stages(model) -> list[tuple[int | None, FASABBoxHeadMixin]]:
     if isinstance(heads, torch.nn.ModuleList):
         return [(i, h) for i, h in enumerate(heads) if isinstance(h, FASABBoxHeadMixin)]
     return [(None, heads)] if isinstance(heads, FASABBoxHeadMixin) else []
+
+
+def roi_cls_scores(roi_head, stage: int | None, x, rois: torch.Tensor) -> torch.Tensor:
+    """Classification scores of one RoI head stage on given RoIs (the adaptation pass scores
+    the ground-truth boxes themselves, not proposals).
+
+    mmdet 3.x has no public call for this: ``predict_bbox`` runs post-processing and NMS, and
+    ``loss`` samples RoIs. The private ``_bbox_forward`` (``StandardRoIHead._bbox_forward(x,
+    rois)``, ``CascadeRoIHead._bbox_forward(stage, x, rois)``, both returning a dict with
+    ``cls_score``; unchanged from mmdet 3.0 to 3.3) is the step that maps RoIs to scores, so it
+    is called here and only here: a future mmdet that renames it breaks this one function.
+    """
+    if stage is None:
+        return roi_head._bbox_forward(x, rois)["cls_score"]
+    return roi_head._bbox_forward(stage, x, rois)["cls_score"]
 
 
 def _pipeline_loads_boxes(dataset: Any) -> bool:
@@ -55,19 +69,6 @@ def _pipeline_loads_boxes(dataset: Any) -> bool:
             )
         dataset = dataset.get("dataset")
     return True
-
-
-def group_means(head: FASABBoxHeadMixin) -> dict[str, float]:
-    prob = head.fasa.prob.detach().float().cpu()
-    if head.fasa_class_frequency is None:
-        return {"all": prob.mean().item()}
-    freq = head.fasa_class_frequency
-    out = {}
-    for key, name in FREQUENCY_GROUPS.items():
-        members = [i for i, f in enumerate(freq) if f == key]
-        if members:
-            out[name] = prob[members].mean().item()
-    return out
 
 
 @HOOKS.register_module()
@@ -193,10 +194,7 @@ class FASAHook(Hook):
                 rois = bbox2roi([s.gt_instances.bboxes for s in samples])
                 labels = torch.cat([s.gt_instances.labels for s in samples])
                 for stage, head in self.stages:
-                    if stage is None:
-                        cls_score = model.roi_head._bbox_forward(x, rois)["cls_score"]
-                    else:
-                        cls_score = model.roi_head._bbox_forward(stage, x, rois)["cls_score"]
+                    cls_score = roi_cls_scores(model.roi_head, stage, x, rois)
                     head.fasa.accumulate_adaptation_loss(
                         labels, losses=head.fasa_per_row_loss(cls_score, labels)
                     )
@@ -239,7 +237,9 @@ class FASAHook(Hook):
         scalars = {}
         for stage, head in self.stages:
             prefix = "fasa" if stage is None else f"fasa.s{stage}"
-            for group, value in group_means(head).items():
+            for group, value in reporting.group_means(
+                head.fasa.prob, head.fasa_class_frequency
+            ).items():
                 scalars[f"{prefix}/p_{group}"] = value
                 runner.message_hub.update_scalar(f"train/{prefix}/p_{group}", value)
         record.update(scalars)
@@ -253,36 +253,14 @@ class FASAHook(Hook):
     def after_train(self, runner) -> None:
         if not self.plot or runner.rank != 0:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         history = runner.message_hub.get_info("fasa_history", [])
-        fig, ax = plt.subplots(figsize=(6, 4))
-        keys = sorted({k for rec in history for k in rec if k != "epoch"})
-        for key in keys:
-            points = [(rec["epoch"], rec[key]) for rec in history if key in rec]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key)
-        ax.set(
-            xlabel="epoch", ylabel="mean sampling probability", title="FASA sampling probabilities"
+        reporting.plot_probability_history(
+            history, osp.join(runner.work_dir, "fasa_probabilities.png")
         )
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(osp.join(runner.work_dir, "fasa_probabilities.png"), dpi=120)
-        plt.close(fig)
-
-        stage, head = self.stages[-1]
-        weight = head.fc_cls.weight.detach().float().cpu()[: head.num_classes]
-        order = torch.argsort(head.fasa.instance_counts.cpu(), descending=True)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(weight.norm(dim=1)[order].numpy())
-        ax.set(
-            xlabel="classes, most to least frequent",
-            ylabel="classifier weight norm",
-            title="fc_cls weight norms",
+        _, head = self.stages[-1]
+        reporting.plot_weight_norms(
+            head.fc_cls.weight[: head.num_classes],
+            head.fasa.instance_counts,
+            osp.join(runner.work_dir, "fasa_weight_norms.png"),
         )
-        fig.tight_layout()
-        fig.savefig(osp.join(runner.work_dir, "fasa_weight_norms.png"), dpi=120)
-        plt.close(fig)
         runner.logger.info(f"fasa plots written to {runner.work_dir}")

@@ -3,12 +3,11 @@ of the Seesaw formulas (Wang et al. 2021), and Seesaw's counters untouched by vi
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from tests.mmdet.helpers import NUM_CLASSES, batch, build, mask_rcnn_config, toy_dataset
+from tests.oracle import seesaw_row_loss
 
 SEESAW = dict(type="SeesawLoss", p=0.8, q=2.0, num_classes=NUM_CLASSES, loss_weight=1.0)
 
@@ -16,29 +15,6 @@ SEESAW = dict(type="SeesawLoss", p=0.8, q=2.0, num_classes=NUM_CLASSES, loss_wei
 @pytest.fixture(scope="module")
 def ann_file(tmp_path_factory):
     return toy_dataset(tmp_path_factory.mktemp("toy"))["train"]
-
-
-def seesaw_row_loss(logits, objectness, label, cum, p, q, eps=1e-2):
-    """One positive row, float64 loops: mitigation, compensation, CE; plus objectness CE."""
-    z = [float(v) for v in logits]
-    exp = [math.exp(v - max(z)) for v in z]
-    score = [e / sum(exp) for e in exp]
-    adjusted = []
-    for j, zj in enumerate(z):
-        if j == label:
-            adjusted.append(zj)
-            continue
-        n_j, n_y = max(float(cum[j]), 1.0), max(float(cum[label]), 1.0)
-        mitigation = (n_j / n_y) ** p if n_j < n_y else 1.0
-        ratio = score[j] / max(score[label], eps)
-        compensation = ratio**q if ratio > 1.0 else 1.0
-        adjusted.append(zj + math.log(mitigation * compensation))
-    top = max(adjusted)
-    class_term = -(adjusted[label] - top - math.log(sum(math.exp(a - top) for a in adjusted)))
-    o = [float(v) for v in objectness]
-    top = max(o)
-    objectness_term = -(o[0] - top - math.log(sum(math.exp(v - top) for v in o)))
-    return class_term + objectness_term
 
 
 def test_seesaw_per_row_loss_matches_the_formula(tmp_path, ann_file):
