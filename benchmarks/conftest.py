@@ -70,19 +70,6 @@ def run(benchmark, quick):
     return _run
 
 
-def lvis_batch(shape: Shape, instance_counts: torch.Tensor, device: str, seed: int = 0):
-    """One step's RoI features and labels: positives drawn in proportion to instance counts,
-    the rest background (label C)."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.full((shape.rois,), shape.num_classes, dtype=torch.long)
-    labels[: shape.positives] = torch.multinomial(
-        instance_counts, shape.positives, replacement=True, generator=gen
-    )
-    labels = labels[torch.randperm(shape.rois, generator=gen)]
-    features = torch.randn(shape.rois, shape.dim, generator=gen).relu()
-    return features.to(device), labels.to(device)
-
-
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Versions and device next to every number."""
     import platform

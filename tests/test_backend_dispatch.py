@@ -171,3 +171,17 @@ def test_dispatcher_cpu_kernel_follows_the_backend(name):
             )
         else:
             assert "_library.py" in source, f"{backend}: expected a Python kernel, got {source!r}"
+
+
+def test_available_backends_lists_what_set_backend_accepts(monkeypatch):
+    # Every listed backend can be selected and serves the ops; an unlisted one is refused.
+    listed = _library.available_backends("cpu")
+    assert listed[-1] == "reference" and listed == [b for b in _library.BACKENDS if b in listed]
+    assert ("native" in listed) == fasa_fast.extension_loaded()
+    for backend in listed:
+        with _library.use_backend("cpu", backend):
+            run_every_op_against_oracles()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # Triton without a GPU or its interpreter
+    assert "triton" not in _library.available_backends("cpu")
+    with pytest.raises(ValueError, match="device_type: expected one of"):
+        _library.available_backends("tpu")

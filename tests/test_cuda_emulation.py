@@ -16,16 +16,20 @@ import torch
 
 from fasa_fast.ops import _library, make_rng_state, sample_virtual_features
 from tests import cuda_emulation as emu
-from tests.cases import FISHER_LARGE_SHAPES, SAMPLE_LARGE_LAYOUTS, STATS_LARGE_LAYOUTS
+from tests.cases import (
+    FISHER_LARGE_SHAPES,
+    FISHER_SHAPES,
+    FISHER_TOL,
+    SAMPLE_FEATURE_TOL,
+    SAMPLE_LARGE_LAYOUTS,
+    SAMPLE_LAYOUTS,
+    STATS_LARGE_LAYOUTS,
+    STATS_LAYOUTS,
+    STATS_TOL,
+    fresh_state,
+    sample_stats,
+)
 from tests.oracle import fisher_oracle, sample_oracle, stats_update_oracle
-from tests.test_fisher_distance import SHAPES as FISHER_SHAPES
-from tests.test_fisher_distance import TOL as FISHER_TOL
-from tests.test_sample_virtual_features import FEATURE_TOL
-from tests.test_sample_virtual_features import LAYOUTS as SAMPLE_LAYOUTS
-from tests.test_sample_virtual_features import stats as sample_stats
-from tests.test_segmented_stats_update import LAYOUTS as STATS_LAYOUTS
-from tests.test_segmented_stats_update import TOL as STATS_TOL
-from tests.test_segmented_stats_update import fresh_state
 
 # An empty batch never reaches the kernel: the launcher returns first.
 LAUNCHED_STATS_LAYOUTS = [case for case in STATS_LAYOUTS if case[1] > 0]
@@ -135,7 +139,7 @@ def sample_case(case, schedule, calls):
         assert counts.tolist() == list(exp_counts), (
             f"counts: expected {list(exp_counts)}, got {counts.tolist()}"
         )
-        torch.testing.assert_close(feats.double(), exp_feats, **FEATURE_TOL)
+        torch.testing.assert_close(feats.double(), exp_feats, **SAMPLE_FEATURE_TOL)
     assert rng.tolist() == [SEED, calls], f"rng_state: expected {[SEED, calls]}, got {rng.tolist()}"
 
 

@@ -8,7 +8,6 @@ image, which has no mmcv/mmdet) the tests that need it are skipped with the reas
 from __future__ import annotations
 
 import importlib
-import json
 import types
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 from tests.backends import in_pinned_env
+from tests.lvis_files import tiny_lvis
 
 
 def need(name: str) -> types.ModuleType:
@@ -52,35 +52,6 @@ def test_mmdet_package_configs_resolve(tmp_path):
     config.write_text("_base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'\n")
     cfg = Config.fromfile(str(config))
     assert cfg.model.roi_head.bbox_head.num_classes == 1203
-
-
-def tiny_lvis(tmp_path):
-    """Two images, two categories, one box each; detections equal to the ground truth."""
-    categories = [
-        {"id": 1, "name": "a", "frequency": "r", "image_count": 1, "instance_count": 1},
-        {"id": 2, "name": "b", "frequency": "f", "image_count": 1, "instance_count": 1},
-    ]
-    images = [
-        {
-            "id": i,
-            "width": 64,
-            "height": 64,
-            "neg_category_ids": [],
-            "not_exhaustive_category_ids": [],
-        }
-        for i in (1, 2)
-    ]
-    boxes = {1: [4.0, 4.0, 20.0, 20.0], 2: [30.0, 10.0, 16.0, 24.0]}
-    anns = [
-        {"id": i, "image_id": i, "category_id": i, "bbox": boxes[i], "area": boxes[i][2] * boxes[i][3],
-         "segmentation": [[boxes[i][0], boxes[i][1], boxes[i][0] + boxes[i][2], boxes[i][1],
-                           boxes[i][0] + boxes[i][2], boxes[i][1] + boxes[i][3]]]}
-        for i in (1, 2)
-    ]  # fmt: skip
-    gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
-    dets = [{"image_id": i, "category_id": i, "bbox": boxes[i], "score": 0.9} for i in (1, 2)]
-    return str(gt), dets
 
 
 def test_lvis_eval_runs_with_the_compat_shim(tmp_path):

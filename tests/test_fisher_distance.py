@@ -8,27 +8,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, fisher_distance
+from tests.cases import FISHER_SHAPES, FISHER_TOL
 from tests.oracle import fisher_oracle
 
-TOL = {"atol": 1e-5, "rtol": 1e-4}
 
-SHAPES = [
-    ("one-class", 1, 8),
-    ("two-classes", 2, 3),
-    ("odd-sizes", 37, 45),
-    ("tile-edges", 33, 64),
-    ("dim-one", 5, 1),
-]
-
-
-@pytest.mark.parametrize("case", SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize("case", FISHER_SHAPES, ids=[s[0] for s in FISHER_SHAPES])
 def test_matches_oracle(device_backend, case):
     _, c, d = case
     mean = torch.randn(c, d, device=device_backend) * 2
     std = torch.rand(c, d, device=device_backend) + 0.05
     out = fisher_distance(mean, std, eps=1e-6)
     assert out.shape == (c, c) and out.dtype == torch.float32
-    torch.testing.assert_close(out.cpu().double(), fisher_oracle(mean, std, 1e-6), **TOL)
+    torch.testing.assert_close(out.cpu().double(), fisher_oracle(mean, std, 1e-6), **FISHER_TOL)
     assert torch.equal(out, out.T)
     assert (out.diagonal() == 0).all()
 
@@ -46,7 +37,7 @@ def test_empty_and_subset(device_backend):
         assert sub.shape == (4, 4), (
             f"classes={classes.tolist()}: expected shape (4, 4), got {tuple(sub.shape)}"
         )
-        torch.testing.assert_close(sub.cpu().double(), expected, **TOL)
+        torch.testing.assert_close(sub.cpu().double(), expected, **FISHER_TOL)
 
 
 def test_zero_variance_uses_eps(device_backend):
@@ -60,7 +51,7 @@ def test_non_contiguous_inputs(device_backend):
     mean = torch.randn(12, 20, device=device_backend).T  # [20, 12] non-contiguous
     std = (torch.rand(12, 20, device=device_backend) + 0.1).T
     torch.testing.assert_close(
-        fisher_distance(mean, std).cpu().double(), fisher_oracle(mean, std, 1e-6), **TOL
+        fisher_distance(mean, std).cpu().double(), fisher_oracle(mean, std, 1e-6), **FISHER_TOL
     )
 
 
@@ -80,4 +71,4 @@ def test_property_random_shapes(c, d, scale, seed, backend):
     std = torch.rand(c, d, generator=gen) * scale + 1e-3
     with _library.use_backend("cpu", backend):
         out = fisher_distance(mean, std)
-    torch.testing.assert_close(out.double(), fisher_oracle(mean, std, 1e-6), **TOL)
+    torch.testing.assert_close(out.double(), fisher_oracle(mean, std, 1e-6), **FISHER_TOL)

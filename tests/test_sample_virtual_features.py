@@ -9,16 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, make_rng_state, sample_virtual_features
+from tests.cases import SAMPLE_FEATURE_TOL, SAMPLE_LAYOUTS, sample_stats
 from tests.oracle import philox_oracle, sample_oracle
-
-FEATURE_TOL = {"atol": 1e-5, "rtol": 1e-5}
-
-
-def stats(num_classes, dim, device, seen_fraction=0.7):
-    mean = torch.randn(num_classes, dim, device=device) * 3
-    std = torch.rand(num_classes, dim, device=device) + 0.1
-    seen = (torch.rand(num_classes, device=device) < seen_fraction).long() * 2
-    return mean, std, seen
 
 
 def check_against_oracle(mean, std, seen, prob, seed, k, capacity, calls=2):
@@ -31,7 +23,7 @@ def check_against_oracle(mean, std, seen, prob, seed, k, capacity, calls=2):
         )
         assert torch.equal(labels.cpu(), exp_labels)
         assert counts.tolist() == list(exp_counts)
-        torch.testing.assert_close(feats.cpu().double(), exp_feats, **FEATURE_TOL)
+        torch.testing.assert_close(feats.cpu().double(), exp_feats, **SAMPLE_FEATURE_TOL)
     assert rng.tolist() == [seed, calls]
 
 
@@ -48,29 +40,16 @@ def test_philox_known_answers():
     assert got == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
 
 
-# (case id, C, D, k, capacity, prob generator)
-LAYOUTS = [
-    ("typical", 40, 10, 1, 16, lambda c: torch.rand(c) * 0.5),
-    ("k-replicas-odd-dim", 30, 7, 3, 24, lambda c: torch.rand(c) * 0.4),
-    ("overflow", 30, 5, 2, 6, lambda c: torch.ones(c)),
-    ("capacity-not-multiple-of-k", 12, 4, 3, 7, lambda c: torch.ones(c)),
-    ("nothing-selected", 20, 6, 1, 8, lambda c: torch.zeros(c)),
-    ("capacity-zero", 10, 4, 1, 0, lambda c: torch.ones(c)),
-    ("one-class", 1, 9, 2, 4, lambda c: torch.ones(c)),
-    ("prob-outside-unit-interval", 16, 4, 1, 32, lambda c: torch.linspace(-0.5, 1.5, c)),
-]
-
-
-@pytest.mark.parametrize("case", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+@pytest.mark.parametrize("case", SAMPLE_LAYOUTS, ids=[c[0] for c in SAMPLE_LAYOUTS])
 def test_layouts_match_oracle(device_backend, case):
     _, c, d, k, capacity, make_prob = case
-    mean, std, seen = stats(c, d, device_backend)
+    mean, std, seen = sample_stats(c, d, device_backend)
     prob = make_prob(c).to(device_backend)
     check_against_oracle(mean, std, seen, prob, seed=2**40 + 17, k=k, capacity=capacity)
 
 
 def test_no_class_seen_gives_padding_only(device_backend):
-    mean, std, _ = stats(8, 4, device_backend)
+    mean, std, _ = sample_stats(8, 4, device_backend)
     seen = torch.zeros(8, dtype=torch.long, device=device_backend)
     prob = torch.ones(8, device=device_backend)
     feats, labels, counts = sample_virtual_features(
@@ -91,7 +70,7 @@ def test_empty_class_set(device_backend):
 
 
 def test_reproducible_and_advancing(device_backend):
-    mean, std, seen = stats(25, 8, device_backend, seen_fraction=1.0)
+    mean, std, seen = sample_stats(25, 8, device_backend, seen_fraction=1.0)
     prob = torch.full((25,), 0.5, device=device_backend)
     a = sample_virtual_features(mean, std, seen, prob, make_rng_state(9, device_backend), 1, 32)
     b = sample_virtual_features(mean, std, seen, prob, make_rng_state(9, device_backend), 1, 32)
@@ -161,7 +140,7 @@ def test_overflow_keeps_part_of_the_boundary_class(device_backend, k, capacity):
     # rows (replicas 0, 1, ...), the rest none. Every class is selected here, so the order
     # is consecutive from the random start.
     num_classes, seed = 10, 11
-    mean, std, _ = stats(num_classes, 5, device_backend)
+    mean, std, _ = sample_stats(num_classes, 5, device_backend)
     seen = torch.ones(num_classes, dtype=torch.long, device=device_backend)
     prob = torch.ones(num_classes, device=device_backend)
     rng = make_rng_state(seed, device_backend)
@@ -178,7 +157,7 @@ def test_overflow_keeps_part_of_the_boundary_class(device_backend, k, capacity):
             mean.cpu(), std.cpu(), seen.cpu(), prob.cpu(), seed, call, k, capacity
         )
         assert torch.equal(labels.cpu(), exp_labels)
-        torch.testing.assert_close(feats.cpu().double(), exp_feats, **FEATURE_TOL)
+        torch.testing.assert_close(feats.cpu().double(), exp_feats, **SAMPLE_FEATURE_TOL)
     assert len(starts) > 1  # the boundary class moves with the random start
 
 

@@ -8,48 +8,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, segmented_stats_update_
+from tests.cases import STATS_LAYOUTS, STATS_TOL, fresh_state
 from tests.oracle import stats_update_oracle
-
-TOL = {"atol": 2e-5, "rtol": 2e-5}
-
-
-def fresh_state(num_classes, dim, device, initialised=False):
-    if initialised:  # a state already carried over from earlier steps
-        mean = torch.randn(num_classes, dim, device=device)
-        std = torch.rand(num_classes, dim, device=device) + 0.1
-        seen = torch.randint(0, 3, (num_classes,), device=device)
-    else:
-        mean = torch.zeros(num_classes, dim, device=device)
-        std = torch.zeros(num_classes, dim, device=device)
-        seen = torch.zeros(num_classes, dtype=torch.long, device=device)
-    return mean, std, seen
 
 
 def check_against_oracle(features, labels, state, momentum=0.1, momentum_on_var=False):
     mean, std, seen = state
     expected = stats_update_oracle(features, labels, mean, std, seen, momentum, momentum_on_var)
     segmented_stats_update_(features, labels, mean, std, seen, momentum, momentum_on_var)
-    torch.testing.assert_close(mean.cpu().double(), expected[0], **TOL)
-    torch.testing.assert_close(std.cpu().double(), expected[1], **TOL)
+    torch.testing.assert_close(mean.cpu().double(), expected[0], **STATS_TOL)
+    torch.testing.assert_close(std.cpu().double(), expected[1], **STATS_TOL)
     assert torch.equal(seen.cpu(), expected[2])
-
-
-# (case id, N, C, D, label generator)
-LAYOUTS = [
-    ("mixed-with-background-and-ignore", 64, 7, 33, lambda n, c: torch.randint(-2, c + 2, (n,))),
-    ("empty-batch", 0, 5, 8, lambda n, c: torch.zeros(0, dtype=torch.long)),
-    ("all-background", 16, 5, 8, lambda n, c: torch.full((n,), c)),
-    ("all-ignored", 16, 5, 8, lambda n, c: torch.full((n,), -1)),
-    ("one-class", 20, 1, 17, lambda n, c: torch.zeros(n, dtype=torch.long)),
-    ("every-row-distinct", 9, 9, 16, lambda n, c: torch.randperm(n)),
-    ("one-row-classes", 6, 12, 5, lambda n, c: torch.tensor([0, 3, 3, 5, 11, 12])),
-    ("odd-dim-many-rows", 300, 4, 129, lambda n, c: torch.randint(0, c, (n,))),
-]
 
 
 @pytest.mark.parametrize("momentum_on_var", [False, True], ids=["std", "var"])
 @pytest.mark.parametrize("initialised", [False, True], ids=["fresh", "carried"])
-@pytest.mark.parametrize("case", LAYOUTS, ids=[case[0] for case in LAYOUTS])
+@pytest.mark.parametrize("case", STATS_LAYOUTS, ids=[case[0] for case in STATS_LAYOUTS])
 def test_layouts(device_backend, case, initialised, momentum_on_var):
     _, n, c, d, make_labels = case
     features = torch.randn(n, d, device=device_backend) * 3 + 1

@@ -33,6 +33,21 @@ DEVICE_TYPES = ("cpu", "cuda")
 _DISPATCH_KEY = {"cpu": "CPU", "cuda": "CUDA"}
 
 
+def available_backends(device_type: str) -> list[str]:
+    """The backends that can serve ``device_type`` in this process, in ``BACKENDS`` order (the
+    one list tests, benchmarks and the fallback policy agree on). Triton counts on CPU only
+    under its interpreter; whether a device is present is the caller's question."""
+    if device_type not in DEVICE_TYPES:
+        raise ValueError(f"device_type: expected one of {DEVICE_TYPES}, got {device_type!r}")
+    available = {
+        "native": native_available(device_type),
+        "triton": triton_available()
+        and (device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"),
+        "reference": True,
+    }
+    return [backend for backend in BACKENDS if available[backend]]
+
+
 def _op_defined(name: str) -> bool:
     """Whether the op has a schema already (an extension built before the schemas moved here
     still defines them itself; defining them twice is an error)."""

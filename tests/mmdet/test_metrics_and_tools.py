@@ -222,7 +222,7 @@ def lvis_eval_of(tmp_path, detections):
     from lvis import LVIS, LVISEval, LVISResults
 
     from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
-    from tests.test_environment import tiny_lvis
+    from tests.lvis_files import tiny_lvis
 
     gt_path, _ = tiny_lvis(tmp_path)
     gt = LVIS(gt_path)
@@ -235,7 +235,7 @@ def lvis_eval_of(tmp_path, detections):
 
 def test_pooled_ap_hand_computed(tmp_path):
     from fasa_fast.mmdet.metrics import pooled_ap
-    from tests.test_environment import tiny_lvis
+    from tests.lvis_files import tiny_lvis
 
     _, perfect = tiny_lvis(tmp_path)  # one exact box per image: class 1 on image 1, class 2 on 2
     assert pooled_ap(lvis_eval_of(tmp_path, perfect)) == pytest.approx(1.0)
@@ -255,7 +255,7 @@ def test_pooled_ap_hand_computed(tmp_path):
 
 def test_fixed_ap_metric_reports_pooled_ap(tmp_path):
     from fasa_fast.mmdet.metrics import FASALVISFixedAPMetric
-    from tests.test_environment import tiny_lvis
+    from tests.lvis_files import tiny_lvis
 
     gt_path, perfect = tiny_lvis(tmp_path)
     metric = FASALVISFixedAPMetric(ann_file=gt_path, pooled=True)
