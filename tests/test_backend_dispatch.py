@@ -185,3 +185,14 @@ def test_available_backends_lists_what_set_backend_accepts(monkeypatch):
     assert "triton" not in _library.available_backends("cpu")
     with pytest.raises(ValueError, match="device_type: expected one of"):
         _library.available_backends("tpu")
+
+
+def test_every_registered_op_is_watched_here():
+    # A new op declared in the registry must be added to IMPLEMENTATIONS and to
+    # run_every_op_against_oracles, or this file would stop proving which kernel runs for it.
+    from fasa_fast.ops._registry import OPS
+
+    assert set(IMPLEMENTATIONS) == set(OPS)
+    for name, (reference_fn, triton_module, triton_fn) in IMPLEMENTATIONS.items():
+        assert OPS[name].reference == f"fasa_fast.ops.reference:{reference_fn}"
+        assert OPS[name].triton == f"{triton_module}:{triton_fn}"
