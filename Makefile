@@ -1,7 +1,7 @@
 # The two README commands: `make demo` and `make test`. Both create/update .venv first.
 PY := .venv/bin/python
 
-.PHONY: env demo test lint bench gpu-check
+.PHONY: env demo test lint bench gpu-check gpu-twin oldest
 
 env:
 	bash scripts/setup_env.sh
@@ -16,6 +16,7 @@ lint: env
 test: lint
 	$(PY) -m pytest tests/ -q
 	$(PY) -m pytest benchmarks/ --benchmark-only -q --quick
+	$(MAKE) gpu-twin
 
 bench: env
 	$(PY) -m pytest benchmarks/ --benchmark-only --benchmark-min-rounds=10 \
@@ -24,7 +25,26 @@ bench: env
 gpu-check:
 	bash scripts/gpu_check.sh
 
+# The GPU check's dry mode in a twin of the GPU machine's software (.venv-gpu-twin/, Python 3.12,
+# torch 2.11, triton 3.6, numpy 2; requirements/gpu-twin.txt): build, imports, non-mmdet suite,
+# quick benchmarks. Results in results/gpu-dry/.
+gpu-twin:
+	bash scripts/setup_twin.sh requirements/gpu-twin.txt .venv-gpu-twin
+	PYTHON=.venv-gpu-twin/bin/python bash scripts/gpu_check.sh --dry
+
 # Mutation testing (mutmut, on a copy of the tree in .mutation/): score per module, docs/mutation.md
 .PHONY: mutation
 mutation: env
 	bash scripts/mutation.sh core
+
+# The oldest supported pair (Python 3.10, torch 2.6; requirements/oldest.txt) in .venv-oldest/:
+# the CPU extension, the imports and the tests of everything that calls torch's APIs (ops,
+# dispatch, op contract, engine, examples), in results/oldest/.
+OLDEST_TESTS := tests/test_extension.py tests/test_op_contract.py tests/test_backend_dispatch.py \
+	tests/test_segmented_stats_update.py tests/test_sample_virtual_features.py \
+	tests/test_fisher_distance.py tests/test_engine.py tests/test_engine_streams.py \
+	tests/test_losses.py tests/test_amp.py tests/test_distributed_engine.py tests/test_examples.py
+oldest:
+	bash scripts/setup_twin.sh requirements/oldest.txt .venv-oldest
+	FORCE_CUDA=0 PYTHON=.venv-oldest/bin/python OUT=results/oldest DRY_TESTS="$(OLDEST_TESTS)" \
+		bash scripts/gpu_check.sh --dry

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,15 @@ def in_pinned_env() -> bool:
     return Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
 
 
+def need(name: str) -> types.ModuleType:
+    """Import an optional package: in the pinned ``.venv`` a missing one fails the test (the
+    environment is broken); elsewhere (e.g. the GPU machine's twin, which has no mmdet or
+    matplotlib) the test is skipped with the reason."""
+    if in_pinned_env():
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=f"{name} cannot be imported (outside the pinned .venv)")
+
+
 def backend_params() -> list:
     params = []
     for device in ("cpu", "cuda"):
@@ -36,3 +47,10 @@ def backend_params() -> list:
                 marks.append(pytest.mark.skip(reason="triton not installed"))
             params.append(pytest.param((device, backend), marks=marks, id=f"{device}-{backend}"))
     return params
+
+
+def cuda_backend_params() -> list:
+    """The CUDA entries of ``backend_params``: for ``device_backend`` parametrised indirectly by
+    tests of shapes too large to be worth running on the CPU backends (those run the CUDA
+    kernels' large-shape paths; the CPU emulation covers them without a GPU)."""
+    return [p for p in backend_params() if p.id.startswith("cuda-")]

@@ -8,20 +8,13 @@ image, which has no mmcv/mmdet) the tests that need it are skipped with the reas
 from __future__ import annotations
 
 import importlib
-import types
 
 import numpy as np
 import pytest
 import torch
 
-from tests.backends import in_pinned_env
+from tests.backends import in_pinned_env, need
 from tests.lvis_files import tiny_lvis
-
-
-def need(name: str) -> types.ModuleType:
-    if in_pinned_env():
-        return importlib.import_module(name)
-    return pytest.importorskip(name, reason=f"{name} cannot be imported (outside the pinned .venv)")
 
 
 @pytest.mark.skipif(not in_pinned_env(), reason="checks the pinned .venv only")

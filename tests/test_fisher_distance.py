@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, fisher_distance
-from tests.cases import FISHER_SHAPES, FISHER_TOL
+from tests.backends import cuda_backend_params
+from tests.cases import FISHER_LARGE_SHAPES, FISHER_SHAPES, FISHER_TOL
 from tests.oracle import fisher_oracle
 
 
@@ -72,3 +73,18 @@ def test_property_random_shapes(c, d, scale, seed, backend):
     with _library.use_backend("cpu", backend):
         out = fisher_distance(mean, std)
     torch.testing.assert_close(out.double(), fisher_oracle(mean, std, 1e-6), **FISHER_TOL)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("device_backend", cuda_backend_params(), indirect=True)
+@pytest.mark.parametrize("case", FISHER_LARGE_SHAPES, ids=[s[0] for s in FISHER_LARGE_SHAPES])
+def test_large_shapes_on_the_gpu(device_backend, case):
+    # several 32 x 32 tiles of class pairs and D chunks (tests/cases.py)
+    _, c, d = case
+    mean = torch.randn(c, d, device=device_backend) * 2
+    std = torch.rand(c, d, device=device_backend) + 0.05
+    out = fisher_distance(mean, std)
+    torch.testing.assert_close(
+        out.cpu().double(), fisher_oracle(mean.cpu(), std.cpu(), 1e-6), **FISHER_TOL
+    )
+    assert torch.equal(out, out.T) and (out.diagonal() == 0).all()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import need
+
 REPO = Path(__file__).resolve().parents[1]
 
 # README command (its start) -> where it runs. Commands that need a GPU or LVIS say so.
@@ -18,7 +20,10 @@ RUN_BY = {
     "make test": ".ci/run (CI) runs it on every submission",
     "make env": "make test's first step (scripts/setup_env.sh)",
     "make bench": "benchmarks/ in quick mode inside make test (same code, one round)",
-    "make gpu-check": "needs a GPU: scripts/gpu_check.sh",
+    "make gpu-check": "needs a GPU: scripts/gpu_check.sh (its --dry mode runs in make test)",
+    "make gpu-twin": "make test runs it (the Makefile's test target)",
+    "make oldest": ".ci/run runs it after make test",
+    "pip install --no-index --no-build-isolation --no-deps -e .": "scripts/gpu_check.sh, run by make gpu-twin",
     "make mutation": "too long for the suite (hours on 2 cores): run by hand, docs/mutation.md",
     "python -m fasa_fast.mmdet.demo": "tests/mmdet/test_demo.py",
     "python -m fasa_fast.examples.long_tailed_classification": "tests/test_examples.py",
@@ -65,6 +70,7 @@ def test_benchmark_report_reads_the_committed_results(result):
 
 
 def test_toy_lvis_command_writes_both_splits(tmp_path):
+    need("mmdet")  # the generator lives in the mmdet glue
     out = subprocess.run(
         [sys.executable, "-m", "fasa_fast.mmdet.toy_lvis", "--root", str(tmp_path / "toy")],
         capture_output=True,

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fasa_fast import reporting
+from tests.backends import need
 
 
 def test_group_means_by_hand():
@@ -25,6 +26,7 @@ def test_group_means_leaves_out_empty_groups_and_handles_no_labels():
 
 
 def test_probability_history_plot(tmp_path):
+    need("matplotlib")
     history = [
         {"epoch": 1, "fasa/p_rare": 0.9, "fasa/p_common": 0.3},
         {"epoch": 2, "fasa/p_rare": 0.8},
@@ -40,6 +42,7 @@ def test_probability_history_plot(tmp_path):
 
 
 def test_weight_norm_plot_orders_classes_by_frequency(tmp_path):
+    need("matplotlib")
     weight = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])  # norms 5, 1, 2
     counts = torch.tensor([10.0, 500.0, 40.0])  # most frequent: class 1, then 2, then 0
     path = tmp_path / "w.png"

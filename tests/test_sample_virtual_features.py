@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, make_rng_state, sample_virtual_features
-from tests.cases import SAMPLE_FEATURE_TOL, SAMPLE_LAYOUTS, sample_stats
+from tests.backends import cuda_backend_params
+from tests.cases import SAMPLE_FEATURE_TOL, SAMPLE_LARGE_LAYOUTS, SAMPLE_LAYOUTS, sample_stats
 from tests.oracle import philox_oracle, sample_oracle
 
 
@@ -211,3 +212,14 @@ def test_property_random_layouts(c, d, k, capacity, seed, backend):
     prob = torch.rand(c, generator=gen)
     with _library.use_backend("cpu", backend):
         check_against_oracle(mean, std, seen, prob, seed, k, capacity, calls=1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("device_backend", cuda_backend_params(), indirect=True)
+@pytest.mark.parametrize("case", SAMPLE_LARGE_LAYOUTS, ids=[c[0] for c in SAMPLE_LARGE_LAYOUTS])
+def test_large_layouts_on_the_gpu(device_backend, case):
+    # several class chunks in the selection, rows longer than one fill pass (tests/cases.py)
+    _, c, d, k, capacity, make_prob = case
+    mean, std, seen = sample_stats(c, d, device_backend)
+    prob = make_prob(c).to(device_backend)
+    check_against_oracle(mean, std, seen, prob, 11, k, capacity)

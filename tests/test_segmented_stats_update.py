@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, segmented_stats_update_
-from tests.cases import STATS_LAYOUTS, STATS_TOL, fresh_state
+from tests.backends import cuda_backend_params
+from tests.cases import STATS_LARGE_LAYOUTS, STATS_LAYOUTS, STATS_TOL, fresh_state
 from tests.oracle import stats_update_oracle
 
 
@@ -114,3 +115,14 @@ def test_zero_feature_dims_rejected(device_backend):
     with pytest.raises(ValueError, match=r"^mean: expected D >= 1 feature dimensions, got 0$"):
         segmented_stats_update_(features, labels, mean, std, seen)
     assert seen.tolist() == [0, 0, 0]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("device_backend", cuda_backend_params(), indirect=True)
+@pytest.mark.parametrize("case", STATS_LARGE_LAYOUTS, ids=[c[0] for c in STATS_LARGE_LAYOUTS])
+def test_large_layouts_on_the_gpu(device_backend, case):
+    # several row chunks, D tiles, a class only in the last chunk (tests/cases.py)
+    _, n, c, d, make_labels = case
+    features = (torch.randn(n, d) * 3 + 1).to(device_backend)
+    labels = make_labels(n, c).to(device_backend)
+    check_against_oracle(features, labels, fresh_state(c, d, device_backend, initialised=True))
