@@ -170,7 +170,10 @@ def test_dispatcher_cpu_kernel_follows_the_backend(name):
                 f"native: expected the extension's kernel, got {source!r}"
             )
         else:
-            assert "_library.py" in source, f"{backend}: expected a Python kernel, got {source!r}"
+            # a Python registration: torch >= 2.7 records _library.py, older ones /dev/null
+            assert "csrc" not in source and ("_library.py" in source or "/dev/null" in source), (
+                f"{backend}: expected a Python kernel, got {source!r}"
+            )
 
 
 def test_available_backends_lists_what_set_backend_accepts(monkeypatch):
