@@ -139,7 +139,11 @@ if __name__ == "__main__":
         "instance segmentation",
         packages=find_packages(include=["fasa_fast", "fasa_fast.*"]) + ["fasa_fast.kernels"],
         package_dir={"fasa_fast.kernels": "kernels"},
+        # The oldest pair tested (`make oldest`, requirements/oldest.txt): Python 3.10, torch
+        # 2.6 with its triton 3.2. torch 2.4 runs everything but the Triton kernels (its triton
+        # 3.0 rejects them; the backend then stays off: ops._library.MIN_TRITON).
         python_requires=">=3.10",
+        install_requires=["torch>=2.6", "numpy", "scikit-learn"],
         # FASA_FAST_PREBUILT=1: the compiled fasa_fast/_C*.so is in place already (the twin
         # check restores it from its cache, keyed by the hash of every source): install the
         # package without compiling it again.

@@ -77,7 +77,10 @@ so=$("$PY" -c 'import sysconfig; print("fasa_fast/_C" + sysconfig.get_config_var
 # build settings, the Python ABI and the torch version: a fresh clone of unchanged sources (CI)
 # reuses the extension this script built from them instead of compiling it for minutes again.
 cache=${FASA_FAST_CACHE:-$HOME/.cache/fasa_fast}/ext/$ext_hash
-if [ $DRY = 1 ] && [ -f "$so" ] && [ "$(cat "$venv/.stamp-extension" 2>/dev/null)" = "$ext_hash" ]; then
+# the stamp holds the source hash and the library's own hash: another environment with the same
+# Python ABI (another torch) writes the same file name
+stamp() { echo "$ext_hash $(sha256sum "$so" | cut -d' ' -f1)"; }
+if [ $DRY = 1 ] && [ -f "$so" ] && [ "$(cat "$venv/.stamp-extension" 2>/dev/null)" = "$(stamp)" ]; then
   echo "extension up to date ($so)"
 elif [ $DRY = 1 ] && [ -f "$cache/$(basename "$so")" ]; then
   cp "$cache/$(basename "$so")" "$so"
@@ -85,14 +88,14 @@ elif [ $DRY = 1 ] && [ -f "$cache/$(basename "$so")" ]; then
     tail -40 "$RESULTS/build.log"
     exit 1
   fi
-  echo "$ext_hash" > "$venv/.stamp-extension"
+  stamp > "$venv/.stamp-extension"
   echo "extension of these sources taken from $cache (built there by this script earlier)"
 else
   if ! "$PY" -m pip install --no-index --no-build-isolation --no-deps -e . > "$RESULTS/build.log" 2>&1; then
     tail -40 "$RESULTS/build.log"
     exit 1
   fi
-  echo "$ext_hash" > "$venv/.stamp-extension"
+  stamp > "$venv/.stamp-extension"
   if [ $DRY = 1 ]; then
     mkdir -p "$cache" && cp "$so" "$cache/"
   fi

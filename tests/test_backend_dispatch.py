@@ -199,3 +199,30 @@ def test_every_registered_op_is_watched_here():
     for name, (reference_fn, triton_module, triton_fn) in IMPLEMENTATIONS.items():
         assert OPS[name].reference == f"fasa_fast.ops.reference:{reference_fn}"
         assert OPS[name].triton == f"{triton_module}:{triton_fn}"
+
+
+def test_an_old_triton_is_not_used(monkeypatch):
+    # Triton 3.0 rejects the kernels (torch 2.4's; seen with `make oldest` on torch 2.4.1)
+    triton = pytest.importorskip("triton")
+    monkeypatch.setattr(triton, "__version__", "3.0.0")
+    assert not _library.triton_available()
+    assert "triton" not in _library.available_backends("cuda")
+    with pytest.raises(RuntimeError, match=r"backend 'triton' needs triton >= 3\.2"):
+        _library.set_backend("cpu", "triton")
+    monkeypatch.setattr(triton, "__version__", "3.2.0+git1234")
+    assert _library.triton_available()
+
+
+def test_a_refused_switch_leaves_the_routing_as_it_was(calls, monkeypatch):
+    triton = pytest.importorskip("triton")
+    _library.set_backend("cpu", "reference")
+    monkeypatch.setattr(triton, "__version__", "3.0.0")
+    with pytest.raises(RuntimeError, match="backend 'triton' needs"):
+        _library.set_backend("cpu", "triton")
+    monkeypatch.setattr(_library, "extension_loaded", lambda: False)  # as if never built
+    with pytest.raises(RuntimeError, match="backend 'native' is not available on cpu"):
+        _library.set_backend("cpu", "native")
+    assert _library.get_backend("cpu") == "reference"
+    calls.clear()
+    run_every_op_against_oracles()
+    assert calls == expected_calls("reference"), dict(calls)

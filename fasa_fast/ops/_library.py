@@ -68,20 +68,35 @@ def native_available(device_type: str) -> bool:
     )
 
 
+# The oldest Triton the kernels are tested with (torch 2.6's; `make oldest`). Triton 3.0
+# (torch 2.4) rejects them: its tl.arange takes constexpr arguments only.
+MIN_TRITON = (3, 2)
+
+
 def triton_available() -> bool:
-    """Whether the Triton backend can run: triton imports *and* so do our kernels.
+    """Whether the Triton backend can run: triton >= ``MIN_TRITON`` imports *and* so do our
+    kernels.
 
     ``fasa_fast.kernels`` is the repo's ``kernels/`` mapped by ``package_dir``; a build that
     skips that mapping (``setup.py build_ext --inplace``) has triton but not the kernels, and
-    must fall back instead of failing every import of ``fasa_fast``.
+    must fall back instead of failing every import of ``fasa_fast``. An older triton falls back
+    too, and ``set_backend(..., 'triton')`` says why.
     """
     try:
-        import triton  # noqa: F401
+        import triton
 
         import fasa_fast.kernels  # noqa: F401
     except ImportError:
         return False
-    return True
+    return _version_tuple(triton.__version__) >= MIN_TRITON
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 # Python-registered overrides per device type; dropping the library restores what the
@@ -96,19 +111,27 @@ def set_backend(device_type: str, backend: str) -> None:
         raise ValueError(f"device_type: expected one of {DEVICE_TYPES}, got {device_type!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    # A refused switch must leave the routing as it was: check before unregistering anything.
+    if backend == "triton" and not triton_available():
+        raise RuntimeError(
+            "backend 'triton' needs triton >= "
+            + ".".join(map(str, MIN_TRITON))
+            + " and the fasa_fast.kernels package (pip install -e .)"
+        )
+    previous = _active.get(device_type)
     old = _python_registered.pop(device_type, None)
     if old is not None:
         old._destroy()
     if backend == "native":
         if not native_available(device_type):
+            if previous is not None and previous != "native":
+                set_backend(device_type, previous)  # put the Python kernels back
             raise RuntimeError(
                 f"backend 'native' is not available on {device_type}: the compiled extension "
                 "is not loaded or was built without kernels for it"
             )
         _active[device_type] = backend
         return
-    if backend == "triton" and not triton_available():
-        raise RuntimeError("backend 'triton' needs the triton package")
     # Looked up now, by name: a backend switch always registers the current functions.
     impls = {name: resolve(getattr(op, backend)) for name, op in OPS.items()}
     lib = torch.library.Library(NAMESPACE, "IMPL")  # noqa: TOR901
