@@ -248,12 +248,15 @@ class FASA(nn.Module):
         self.seed = int(self.rng_state[0])
         self._draw_state[0].fill_(_stream_key(self.seed, self.stream))
 
-    def get_extra_state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "num_adaptations": self.num_adaptations}
+    def get_extra_state(self) -> torch.Tensor:
+        # [epoch, num_adaptations] as a CPU tensor, not a dict: mmengine's Runner broadcasts every
+        # state_dict value as a tensor when it initialises a distributed run (a dict failed there)
+        return torch.tensor([self.epoch, self.num_adaptations], dtype=torch.int64)
 
-    def set_extra_state(self, state: dict[str, int]) -> None:
-        self.epoch = int(state["epoch"])
-        self.num_adaptations = int(state["num_adaptations"])
+    def set_extra_state(self, state: torch.Tensor | dict[str, int]) -> None:
+        if isinstance(state, dict):  # checkpoints written before the tensor form
+            state = [state["epoch"], state["num_adaptations"]]
+        self.epoch, self.num_adaptations = (int(value) for value in state)
 
     @property
     def augmenting(self) -> bool:

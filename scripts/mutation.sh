@@ -35,12 +35,14 @@ log() { echo "[mutation] $*" >&2; }
 # ---- what is mutated, and the fast tests that cover it ---------------------------------------
 # mutmut runs the selection once to learn which test calls which function, then each mutant
 # against only those tests; -m "not slow and not cuda" keeps the selection fast.
-core_modules=(fasa_fast/engine.py fasa_fast/grouping.py fasa_fast/splits.py "fasa_fast/ops/*.py")
+core_modules=(fasa_fast/engine.py fasa_fast/grouping.py fasa_fast/splits.py fasa_fast/losses.py
+  fasa_fast/reporting.py "fasa_fast/ops/*.py")
 # MUTATION_MODULES="fasa_fast/engine.py ..." mutates a subset of the group's modules instead.
 core_tests=(
   tests/test_engine.py tests/test_engine_streams.py tests/test_splits.py
   tests/test_segmented_stats_update.py tests/test_sample_virtual_features.py
   tests/test_fisher_distance.py tests/test_op_contract.py tests/test_backend_dispatch.py
+  tests/test_losses.py tests/test_reporting.py
 )
 mmdet_modules=("fasa_fast/mmdet/*.py")
 mmdet_tests=(tests/mmdet/test_bbox_heads.py tests/mmdet/test_hook.py tests/mmdet/test_adaptation_set.py

@@ -392,7 +392,7 @@ NOT_CHECKPOINTED = {
 def snapshot(fasa):
     """Every checkpointed buffer and the extra state."""
     buffers = {n: b.clone() for n, b in fasa.named_buffers() if n not in NOT_CHECKPOINTED}
-    return buffers, fasa.get_extra_state()
+    return buffers, fasa.get_extra_state().tolist()  # [epoch, num_adaptations]
 
 
 def test_state_dict_round_trip_continues_bit_identically():
@@ -435,6 +435,19 @@ def test_state_dict_round_trip_continues_bit_identically():
     assert got_extra == end_extra
     for name, value in end_buffers.items():
         assert torch.equal(got_buffers[name], value), f"{name} at the end differs"
+
+
+def test_extra_state_is_a_tensor_and_older_dict_checkpoints_still_load():
+    # mmengine's Runner broadcasts every state_dict value as a tensor in a distributed run
+    fasa = small_fasa()
+    fasa.epoch, fasa.num_adaptations = 4, 3
+    extra = fasa.state_dict()["_extra_state"]
+    assert isinstance(extra, torch.Tensor) and extra.tolist() == [4, 3]
+    for saved in (extra, {"epoch": 4, "num_adaptations": 3}):  # the dict: older checkpoints
+        state = dict(fasa.state_dict(), _extra_state=saved)
+        resumed = small_fasa()
+        resumed.load_state_dict(state)
+        assert (resumed.epoch, resumed.num_adaptations) == (4, 3), saved
 
 
 # ---- the whole engine against the float64 replay ---------------------------------------------

@@ -30,6 +30,8 @@ RUN_BY = {
     "python tools/train.py": "tests/mmdet/test_configs.py (every shipped config)",
     "python tools/test.py": "tests/mmdet/test_configs.py (every shipped config)",
     "torchrun --nproc_per_node 8 tools/train.py": "needs GPUs",
+    "torchrun --nproc_per_node 2 tools/train.py": "tests/mmdet/test_distributed_runner.py (CPU, gloo, torchrun)",
+    "python -m pytest benchmarks/test_bench_sync.py": "benchmarks/ in quick mode inside make test (same code, small shapes)",
     "python benchmarks/report.py": "test_benchmark_report_reads_the_committed_results (here)",
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
     "python -m fasa_fast.mmdet.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",

@@ -2,6 +2,7 @@
 
 python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
 torchrun --nproc_per_node 8 tools/test.py CONFIG CHECKPOINT --launcher pytorch
+    (CPU: add --cfg-options env_cfg.dist_cfg.backend=gloo)
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ import argparse
 
 from mmengine.runner import Runner
 
-from fasa_fast.mmdet.cli import add_common_arguments, load_config
+from fasa_fast.mmdet.cli import (
+    add_common_arguments,
+    init_distributed_without_cuda,
+    load_config,
+)
 from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
 
 
@@ -26,6 +31,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    # CPU + torchrun: mmengine's init_dist would call torch.cuda.set_device; start gloo here
+    init_distributed_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     with mmengine_checkpoint_loading():
         return runner.test()

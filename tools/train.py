@@ -4,6 +4,7 @@
     python tools/train.py CONFIG --work-dir work_dirs/x --resume [CHECKPOINT] --amp \\
         --cfg-options train_dataloader.batch_size=4
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
+    (CPU: add --cfg-options env_cfg.dist_cfg.backend=gloo)
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import argparse
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from fasa_fast.mmdet.cli import add_common_arguments, load_config
+from fasa_fast.mmdet.cli import (
+    add_common_arguments,
+    init_distributed_without_cuda,
+    load_config,
+)
 from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
 
 
@@ -47,7 +52,10 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv=None) -> None:
-    runner = Runner.from_cfg(build_config(parse_args(argv)))
+    cfg = build_config(parse_args(argv))
+    # CPU + torchrun: mmengine's init_dist would call torch.cuda.set_device; start gloo here
+    init_distributed_without_cuda(cfg)
+    runner = Runner.from_cfg(cfg)
     with mmengine_checkpoint_loading():  # mmengine 0.10 checkpoints under torch >= 2.6
         runner.train()
 

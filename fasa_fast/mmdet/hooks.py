@@ -155,6 +155,15 @@ class FASAHook(Hook):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def before_train(self, runner) -> None:
+        if getattr(runner.model, "broadcast_buffers", False):
+            # DDP would copy rank 0's buffers, FASA's per-rank stream key among them, to every
+            # rank before each forward: all ranks would draw the same virtual features
+            raise RuntimeError(
+                "FASAHook: the model wrapper broadcasts buffers (DDP broadcast_buffers=True), "
+                "which would give every rank rank 0's stream of virtual draws; set "
+                "model_wrapper_cfg=dict(type='MMDistributedDataParallel', "
+                "broadcast_buffers=False) (mmengine's default)"
+            )
         self.stages = fasa_stages(self._model(runner))
         if not self.stages:
             raise RuntimeError(

@@ -118,3 +118,14 @@ def test_paper_mode_adaptation_set_val_with_repeat_factor_sampling(toy, tmp_path
     runner.train()
     head = runner.model.roi_head.bbox_head
     assert head.fasa.num_adaptations == 2
+
+
+def test_hook_refuses_a_wrapper_that_broadcasts_buffers():
+    # DDP(broadcast_buffers=True) would copy rank 0's stream key to every rank each forward
+    from types import SimpleNamespace
+
+    from fasa_fast.mmdet.hooks import FASAHook
+
+    runner = SimpleNamespace(model=SimpleNamespace(broadcast_buffers=True))
+    with pytest.raises(RuntimeError, match=r"broadcast_buffers=False"):
+        FASAHook().before_train(runner)
