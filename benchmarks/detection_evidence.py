@@ -1,0 +1,293 @@
+"""Detection evidence: Mask R-CNN baseline vs the same model with FASA, several seeds, paired.
+
+Both methods train ``configs/demo/mask-rcnn_r18_fpn_toy-lvis_fasa.py`` (ResNet-18 FPN Mask
+R-CNN from scratch, CPU) on the harder generated long-tailed set
+(``fasa_fast.mmdet.toy_lvis.make_hard_toy_lvis``: 40 classes with LVIS v1's rare / common /
+frequent shares, small partly overlapping objects on photograph backgrounds), generated once
+with a fixed data seed, and are evaluated on its class-balanced validation split with mmdet's
+LVISMetric (AP, APr, APc, APf for boxes and masks). Everything is equal but the method:
+
+- **baseline**: mmdet's ``Shared2FCBBoxHead`` (the FASA head's arguments minus ``fasa``), no
+  ``FASAHook``; it trains on the ``train`` side of the same ``FASAHeldOutSplit`` as FASA, so
+  both see exactly the same training images (the baseline does not use the held-out ones);
+- **fasa**: ``FASAShared2FCBBoxHead`` + ``FASAHook``, adaptation on the held-out side
+  (``strategy="coverage"``, 10% of the training images, all of them read every pass).
+
+Seed ``s`` sets ``randomness=dict(seed=s)`` for both runs of the pair (weight init, sampling,
+augmentation); the data set and the held-out split do not change with it. Each run is a
+separate process (``--run-one``), one thread; runs go baseline s, fasa s, baseline s+1, ...
+so that a change of machine load hits both methods alike. The JSON holds every run's numbers,
+mean ± sample std per method, and the paired differences (fasa − baseline per seed, then
+mean ± sample std over seeds); a markdown table is printed. Results: docs/detection_evidence.md.
+
+Run: ``.venv/bin/python -m benchmarks.detection_evidence --seeds 0 1 2 --epochs 12
+--out benchmarks/results/detection-evidence-DATE.json`` (``--tiny``: a 1-2 minute smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("baseline", "fasa")
+KINDS = ("bbox", "segm")
+METRICS = ("AP", "APr", "APc", "APf")
+KEYS = [f"{kind}_{m}" for kind in KINDS for m in METRICS]
+# The adaptation set: FASAHeldOutSplit's train / adapt sides (fixed, whatever the seed).
+SPLIT = dict(fraction=0.1, max_images=None, strategy="coverage", seed=0)
+
+
+def build_config(method: str, seed: int, data_root: Path, work_dir: Path, epochs: int):
+    """The demo config made into ``method``'s run on ``data_root`` with ``randomness`` ``seed``."""
+    from fasa_fast.mmdet.demo import build_config as demo_config
+
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    cfg = demo_config(data_root, work_dir, epochs)
+    ann = json.loads((Path(data_root) / "annotations" / "lvis_v1_train.json").read_text())
+    num_classes = len(ann["categories"])
+    roi = cfg.model.roi_head
+    roi.mask_head.num_classes = num_classes
+    head = roi.bbox_head
+    head.num_classes = num_classes
+    cfg.train_dataloader.dataset.update(SPLIT)
+    if method == "baseline":
+        head.type = "Shared2FCBBoxHead"
+        head.pop("fasa")
+        cfg.custom_hooks = []
+    else:
+        hooks = [h for h in cfg.custom_hooks if h["type"] == "FASAHook"]
+        assert len(hooks) == 1, cfg.custom_hooks
+        hooks[0]["max_images"] = None  # the whole held-out side, every pass
+    cfg.randomness = dict(seed=seed)
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=-1, save_last=False)
+    return cfg
+
+
+def _clean(value) -> float | None:
+    """LVIS reports -1 (and mmengine sometimes nan) for a group without categories."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) or value < 0 else value
+
+
+def run_one(method: str, seed: int, data_root: Path, work_dir: Path, epochs: int) -> dict:
+    """Train and evaluate one run in this process; returns and writes ``metrics.json``."""
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    import torch
+    from mmengine.runner import Runner
+
+    from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    runner = Runner.from_cfg(build_config(method, seed, data_root, work_dir, epochs))
+    with mmengine_checkpoint_loading():
+        runner.train()
+        train_seconds = time.perf_counter() - start
+        metrics = runner.val_loop.run()
+    result = {
+        "method": method,
+        "seed": seed,
+        "metrics": {key: _clean(metrics.get(f"lvis/{key}")) for key in KEYS},
+        "train_images": len(runner.train_dataloader.dataset),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - start, 1),
+    }
+    (Path(work_dir) / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def mean_std(values: list[float | None]) -> dict:
+    values = [v for v in values if v is not None]
+    return {
+        "mean": statistics.fmean(values) if values else None,
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
+
+
+def summarise(runs: list[dict]) -> tuple[dict, dict]:
+    """Per-method mean ± sample std, and paired differences (fasa − baseline per seed)."""
+    summary = {
+        method: {
+            key: mean_std([r["metrics"][key] for r in runs if r["method"] == method])
+            for key in KEYS
+        }
+        for method in METHODS
+    }
+    by = {(r["method"], r["seed"]): r["metrics"] for r in runs}
+    seeds = sorted({r["seed"] for r in runs if ("baseline", r["seed"]) in by})
+    seeds = [s for s in seeds if ("fasa", s) in by]
+    paired = {}
+    for key in KEYS:
+        per_seed = {}
+        for s in seeds:
+            a, b = by[("fasa", s)][key], by[("baseline", s)][key]
+            per_seed[str(s)] = None if a is None or b is None else a - b
+        paired[key] = dict(mean_std(list(per_seed.values())), per_seed=per_seed)
+    return summary, paired
+
+
+def _fmt(stat: dict, signed: bool = False) -> str:
+    if stat["mean"] is None:
+        return "n/a"
+    mean = f"{stat['mean']:+.3f}" if signed else f"{stat['mean']:.3f}"
+    return mean if stat["std"] is None else f"{mean} ± {stat['std']:.3f}"
+
+
+def markdown_table(summary: dict, paired: dict) -> str:
+    head = ["", *(f"{kind} {m}" for kind in ("box", "mask") for m in METRICS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method in METHODS:
+        n = max(stat["n"] for stat in summary[method].values())
+        cells = [_fmt(summary[method][key]) for key in KEYS]
+        lines.append(f"| {method} (n={n}) | " + " | ".join(cells) + " |")
+    cells = [_fmt(paired[key], signed=True) for key in KEYS]
+    lines.append("| fasa − baseline (paired) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _commit(given: str | None) -> str | None:
+    if given:
+        return given
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "threads": 1,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="default 12 (tiny: 1)")
+    parser.add_argument("--work-dir", default="work_dirs/detection_evidence")
+    parser.add_argument("--data-root", default=None, help="default: <work-dir>/data")
+    parser.add_argument("--out", default=None, help="JSON file (default <work-dir>/results.json)")
+    parser.add_argument("--num-train", type=int, default=None, help="default 300 (tiny: 40)")
+    parser.add_argument("--num-val", type=int, default=None, help="default 80 (tiny: 12)")
+    parser.add_argument("--data-seed", type=int, default=0, help="the generator's seed")
+    parser.add_argument("--tiny", action="store_true", help="few images, 1 epoch: a smoke test")
+    parser.add_argument("--commit", default=None, help="default: git rev-parse HEAD")
+    parser.add_argument(
+        "--run-one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS
+    )  # internal: one run in this process
+    args = parser.parse_args(argv)
+    tiny = dict(epochs=1, num_train=40, num_val=12)
+    full = dict(epochs=12, num_train=300, num_val=80)
+    for key, value in (tiny if args.tiny else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    work = Path(args.work_dir)
+    data_root = Path(args.data_root) if args.data_root else work / "data"
+    if args.run_one:
+        method, seed = args.run_one[0], int(args.run_one[1])
+        return run_one(method, seed, data_root, work, args.epochs)
+
+    from fasa_fast.mmdet.toy_lvis import HARD_VARIANT, make_hard_toy_lvis
+
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    if argv is not None:
+        command = " ".join(["python -m benchmarks.detection_evidence", *map(shlex.quote, argv)])
+    start = time.perf_counter()
+    commit = _commit(args.commit)  # each run imports the code as it is when it starts
+    work.mkdir(parents=True, exist_ok=True)
+    data = dict(num_train=args.num_train, num_val=args.num_val, seed=args.data_seed)
+    make_hard_toy_lvis(data_root, **data)
+    runs = []
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for seed in args.seeds:
+        for method in METHODS:
+            run_dir = work / f"{method}_seed{seed}"
+            cmd = [sys.executable, "-m", "benchmarks.detection_evidence", "--run-one", method]
+            cmd += [str(seed), "--epochs", str(args.epochs), "--work-dir", str(run_dir)]
+            cmd += ["--data-root", str(data_root)]
+            print(f"[{time.strftime('%H:%M:%S')}] {method} seed {seed} ...", flush=True)
+            with open(work / f"{method}_seed{seed}.log", "w") as log:
+                subprocess.run(
+                    cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, check=True
+                )
+            run = json.loads((run_dir / "metrics.json").read_text())
+            runs.append(run)
+            print(
+                f"    {run['total_seconds']:.0f} s: "
+                + ", ".join(
+                    f"{k} {v:.3f}" if v is not None else f"{k} n/a"
+                    for k, v in run["metrics"].items()
+                ),
+                flush=True,
+            )
+    summary, paired = summarise(runs)
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": _machine(),
+        "commit": commit,
+        "commit_at_end": _commit(args.commit),
+        "command": command,
+        "setup": {
+            "config": "configs/demo/mask-rcnn_r18_fpn_toy-lvis_fasa.py",
+            "epochs": args.epochs,
+            "seeds": args.seeds,
+            "data": dict(HARD_VARIANT, **data, generator="make_hard_toy_lvis"),
+            "held_out_split": SPLIT,
+            "baseline": "Shared2FCBBoxHead, no FASAHook, the FASAHeldOutSplit train side",
+            "fasa": "FASAShared2FCBBoxHead + FASAHook (max_images=None), same train side",
+        },
+        "runs": runs,
+        "summary": summary,
+        "paired_differences": paired,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+    out = Path(args.out) if args.out else work / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print()
+    print(markdown_table(summary, paired))
+    print(f"\n{out} ({result['wall_seconds']:.0f} s)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
