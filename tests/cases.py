@@ -88,6 +88,19 @@ def lvis_batch(shape, instance_counts: torch.Tensor, device: str, seed: int = 0)
     return features.to(device), labels.to(device)
 
 
+def stats_args(device, n=24, c=5, d=12):
+    """Positional arguments of one ``segmented_stats_update_`` call (opcheck, bad inputs)."""
+    return (
+        torch.randn(n, d, device=device),
+        torch.randint(-1, c + 1, (n,), device=device),
+        torch.randn(c, d, device=device),
+        torch.rand(c, d, device=device),
+        torch.randint(0, 2, (c,), device=device),
+        0.1,
+        False,
+    )
+
+
 def _only_in_last_chunk(n, c):
     # class c - 1 only in rows 2048.. (the third chunk), the other classes only before it
     labels = torch.randint(-1, c - 1, (n,))

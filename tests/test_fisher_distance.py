@@ -88,3 +88,27 @@ def test_large_shapes_on_the_gpu(device_backend, case):
         out.cpu().double(), fisher_oracle(mean.cpu(), std.cpu(), 1e-6), **FISHER_TOL
     )
     assert torch.equal(out, out.T) and (out.diagonal() == 0).all()
+
+
+def test_opcheck_fisher_distance(device_backend):
+    mean = torch.randn(9, 7, device=device_backend)
+    std = torch.rand(9, 7, device=device_backend) + 0.1
+    torch.library.opcheck(torch.ops.fasa_fast.fisher_distance.default, (mean, std, 1e-6))
+
+
+BAD_FISHER_CALLS = [
+    ("mean-1d", dict(mean=torch.zeros(4)), ValueError, "mean: expected a 2-D"),
+    ("std-shape", dict(std=torch.ones(3, 3)), ValueError, "std: expected shape"),
+    ("mean-double", dict(mean=torch.zeros(4, 3, dtype=torch.float64)), TypeError, "mean: expected dtype float32"),
+    ("eps-negative", dict(eps=-1.0), ValueError, "eps: expected >= 0"),
+    ("classes-float", dict(classes=torch.tensor([0.0, 1.0])), TypeError, "classes: expected dtype int64, int32, got float32"),
+    ("zero-dim", dict(mean=torch.zeros(4, 0), std=torch.zeros(4, 0)), ValueError, "mean: expected D >= 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_FISHER_CALLS, ids=[c[0] for c in BAD_FISHER_CALLS])
+def test_bad_fisher_input_names_the_argument(case):
+    _, override, exc, match = case
+    kwargs = {"mean": torch.zeros(4, 3), "std": torch.ones(4, 3), **override}
+    with pytest.raises(exc, match=match):
+        fisher_distance(**kwargs)

@@ -1,55 +1,18 @@
-"""The custom-op contract: opcheck on every backend, autograd safety, torch.compile, errors."""
+"""The contract the ops keep together in a training step: autograd safety and torch.compile.
+(Each op's own opcheck and bad-input tests live in its test module.)"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import fasa_fast
 from fasa_fast.ops import (
     fisher_distance,
     make_rng_state,
     sample_virtual_features,
     segmented_stats_update_,
 )
-
-
-def stats_args(device, n=24, c=5, d=12):
-    return (
-        torch.randn(n, d, device=device),
-        torch.randint(-1, c + 1, (n,), device=device),
-        torch.randn(c, d, device=device),
-        torch.rand(c, d, device=device),
-        torch.randint(0, 2, (c,), device=device),
-        0.1,
-        False,
-    )
-
-
-def test_opcheck_segmented_stats_update(device_backend):
-    torch.library.opcheck(
-        torch.ops.fasa_fast.segmented_stats_update_.default, stats_args(device_backend)
-    )
-
-
-def test_opcheck_fisher_distance(device_backend):
-    mean = torch.randn(9, 7, device=device_backend)
-    std = torch.rand(9, 7, device=device_backend) + 0.1
-    torch.library.opcheck(torch.ops.fasa_fast.fisher_distance.default, (mean, std, 1e-6))
-
-
-def test_opcheck_sample_virtual_features(device_backend):
-    c, d = 11, 6
-    args = (
-        torch.randn(c, d, device=device_backend),
-        torch.rand(c, d, device=device_backend),
-        torch.ones(c, dtype=torch.long, device=device_backend),
-        torch.full((c,), 0.5, device=device_backend),
-        make_rng_state(4, device_backend),
-        2,
-        8,
-    )
-    torch.library.opcheck(torch.ops.fasa_fast.sample_virtual_features.default, args)
+from tests.cases import stats_args
 
 
 def fasa_training_step(fc, features, labels, mean, std, seen, prob, rng_state):
@@ -135,62 +98,3 @@ def test_compiles_fullgraph():
     torch.testing.assert_close(got, expected)
     for a, b in zip(args[2:], eager_state, strict=True):
         torch.testing.assert_close(a, b)
-
-
-BAD_STATS_CALLS = [
-    ("features-1d", lambda a: a.update(features=a["features"][:, 0]), ValueError, "features: expected a 2-D"),
-    ("labels-float", lambda a: a.update(labels=a["labels"].float()), TypeError, "labels: expected dtype int64, int32"),
-    ("labels-length", lambda a: a.update(labels=a["labels"][:-1]), ValueError, r"labels: expected shape \(24,\) \(N rows of features\)"),
-    ("features-int", lambda a: a.update(features=a["features"].long()), TypeError, "features: expected dtype"),
-    ("features-double", lambda a: a.update(features=a["features"].double()), TypeError, "features: expected dtype"),
-    ("mean-dim-mismatch", lambda a: a.update(mean=a["mean"][:, :-1]), ValueError, r"mean: expected shape \(\d+, 12\) \(D columns of features\)"),
-    ("std-shape", lambda a: a.update(std=a["std"][:-1]), ValueError, "std: expected shape"),
-    ("seen-classes", lambda a: a.update(seen=a["seen"][:-1]), ValueError, r"seen: expected shape \(5,\)"),
-    ("seen-dtype", lambda a: a.update(seen=a["seen"].int()), TypeError, "seen: expected dtype int64"),
-    ("mean-fp16", lambda a: a.update(mean=a["mean"].half()), TypeError, "mean: expected dtype float32"),
-    ("momentum-range", lambda a: a.update(momentum=1.5), ValueError, "momentum: expected a value in"),
-    ("device-mismatch", lambda a: a.update(labels=a["labels"].to("meta")), ValueError, "labels: expected a tensor on cpu"),
-    ("state-non-contiguous", lambda a: a.update(std=a["std"].T.contiguous().T), ValueError, "std: the state is updated in place"),
-    ("not-a-tensor", lambda a: a.update(labels=[0, 1]), TypeError, "labels: expected a torch.Tensor"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("case", BAD_STATS_CALLS, ids=[c[0] for c in BAD_STATS_CALLS])
-def test_bad_stats_input_names_the_argument(case):
-    _, mutate, exc, match = case
-    names = ("features", "labels", "mean", "std", "seen", "momentum", "momentum_on_var")
-    kwargs = dict(zip(names, stats_args("cpu"), strict=True))
-    before = (kwargs["mean"].clone(), kwargs["std"].clone(), kwargs["seen"].clone())
-    mutate(kwargs)
-    with pytest.raises(exc, match=match):
-        segmented_stats_update_(**kwargs)
-    for old, name in zip(before, ("mean", "std", "seen"), strict=True):
-        if kwargs[name].shape == old.shape and kwargs[name].dtype == old.dtype:
-            assert torch.equal(kwargs[name], old), f"{name} changed by a refused call"
-
-
-BAD_FISHER_CALLS = [
-    ("mean-1d", dict(mean=torch.zeros(4)), ValueError, "mean: expected a 2-D"),
-    ("std-shape", dict(std=torch.ones(3, 3)), ValueError, "std: expected shape"),
-    ("mean-double", dict(mean=torch.zeros(4, 3, dtype=torch.float64)), TypeError, "mean: expected dtype float32"),
-    ("eps-negative", dict(eps=-1.0), ValueError, "eps: expected >= 0"),
-    ("classes-float", dict(classes=torch.tensor([0.0, 1.0])), TypeError, "classes: expected dtype int64, int32, got float32"),
-    ("zero-dim", dict(mean=torch.zeros(4, 0), std=torch.zeros(4, 0)), ValueError, "mean: expected D >= 1"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("case", BAD_FISHER_CALLS, ids=[c[0] for c in BAD_FISHER_CALLS])
-def test_bad_fisher_input_names_the_argument(case):
-    _, override, exc, match = case
-    kwargs = {"mean": torch.zeros(4, 3), "std": torch.ones(4, 3), **override}
-    with pytest.raises(exc, match=match):
-        fisher_distance(**kwargs)
-
-
-def test_direct_op_call_is_checked_by_the_kernel():
-    # Bypassing the wrapper must still never read out of bounds.
-    if not fasa_fast.extension_loaded():
-        pytest.skip("the extension's own checks are under test")
-    features, labels, mean, std, seen, m, v = stats_args("cpu")
-    with pytest.raises(RuntimeError, match="seen"):
-        torch.ops.fasa_fast.segmented_stats_update_(features, labels, mean, std, seen[:2], m, v)

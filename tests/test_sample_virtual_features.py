@@ -223,3 +223,17 @@ def test_large_layouts_on_the_gpu(device_backend, case):
     mean, std, seen = sample_stats(c, d, device_backend)
     prob = make_prob(c).to(device_backend)
     check_against_oracle(mean, std, seen, prob, 11, k, capacity)
+
+
+def test_opcheck_sample_virtual_features(device_backend):
+    c, d = 11, 6
+    args = (
+        torch.randn(c, d, device=device_backend),
+        torch.rand(c, d, device=device_backend),
+        torch.ones(c, dtype=torch.long, device=device_backend),
+        torch.full((c,), 0.5, device=device_backend),
+        make_rng_state(4, device_backend),
+        2,
+        8,
+    )
+    torch.library.opcheck(torch.ops.fasa_fast.sample_virtual_features.default, args)

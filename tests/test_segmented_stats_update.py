@@ -7,9 +7,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fasa_fast
 from fasa_fast.ops import _library, segmented_stats_update_
 from tests.backends import cuda_backend_params
-from tests.cases import STATS_LARGE_LAYOUTS, STATS_LAYOUTS, STATS_TOL, fresh_state
+from tests.cases import STATS_LARGE_LAYOUTS, STATS_LAYOUTS, STATS_TOL, fresh_state, stats_args
 from tests.oracle import stats_update_oracle
 
 
@@ -126,3 +127,50 @@ def test_large_layouts_on_the_gpu(device_backend, case):
     features = (torch.randn(n, d) * 3 + 1).to(device_backend)
     labels = make_labels(n, c).to(device_backend)
     check_against_oracle(features, labels, fresh_state(c, d, device_backend, initialised=True))
+
+
+def test_opcheck_segmented_stats_update(device_backend):
+    torch.library.opcheck(
+        torch.ops.fasa_fast.segmented_stats_update_.default, stats_args(device_backend)
+    )
+
+
+BAD_STATS_CALLS = [
+    ("features-1d", lambda a: a.update(features=a["features"][:, 0]), ValueError, "features: expected a 2-D"),
+    ("labels-float", lambda a: a.update(labels=a["labels"].float()), TypeError, "labels: expected dtype int64, int32"),
+    ("labels-length", lambda a: a.update(labels=a["labels"][:-1]), ValueError, r"labels: expected shape \(24,\) \(N rows of features\)"),
+    ("features-int", lambda a: a.update(features=a["features"].long()), TypeError, "features: expected dtype"),
+    ("features-double", lambda a: a.update(features=a["features"].double()), TypeError, "features: expected dtype"),
+    ("mean-dim-mismatch", lambda a: a.update(mean=a["mean"][:, :-1]), ValueError, r"mean: expected shape \(\d+, 12\) \(D columns of features\)"),
+    ("std-shape", lambda a: a.update(std=a["std"][:-1]), ValueError, "std: expected shape"),
+    ("seen-classes", lambda a: a.update(seen=a["seen"][:-1]), ValueError, r"seen: expected shape \(5,\)"),
+    ("seen-dtype", lambda a: a.update(seen=a["seen"].int()), TypeError, "seen: expected dtype int64"),
+    ("mean-fp16", lambda a: a.update(mean=a["mean"].half()), TypeError, "mean: expected dtype float32"),
+    ("momentum-range", lambda a: a.update(momentum=1.5), ValueError, "momentum: expected a value in"),
+    ("device-mismatch", lambda a: a.update(labels=a["labels"].to("meta")), ValueError, "labels: expected a tensor on cpu"),
+    ("state-non-contiguous", lambda a: a.update(std=a["std"].T.contiguous().T), ValueError, "std: the state is updated in place"),
+    ("not-a-tensor", lambda a: a.update(labels=[0, 1]), TypeError, "labels: expected a torch.Tensor"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_STATS_CALLS, ids=[c[0] for c in BAD_STATS_CALLS])
+def test_bad_stats_input_names_the_argument(case):
+    _, mutate, exc, match = case
+    names = ("features", "labels", "mean", "std", "seen", "momentum", "momentum_on_var")
+    kwargs = dict(zip(names, stats_args("cpu"), strict=True))
+    before = (kwargs["mean"].clone(), kwargs["std"].clone(), kwargs["seen"].clone())
+    mutate(kwargs)
+    with pytest.raises(exc, match=match):
+        segmented_stats_update_(**kwargs)
+    for old, name in zip(before, ("mean", "std", "seen"), strict=True):
+        if kwargs[name].shape == old.shape and kwargs[name].dtype == old.dtype:
+            assert torch.equal(kwargs[name], old), f"{name} changed by a refused call"
+
+
+def test_direct_op_call_is_checked_by_the_kernel():
+    # Bypassing the wrapper must still never read out of bounds.
+    if not fasa_fast.extension_loaded():
+        pytest.skip("the extension's own checks are under test")
+    features, labels, mean, std, seen, m, v = stats_args("cpu")
+    with pytest.raises(RuntimeError, match="seen"):
+        torch.ops.fasa_fast.segmented_stats_update_(features, labels, mean, std, seen[:2], m, v)
