@@ -63,3 +63,38 @@ def test_losses_of_half_logits_are_float32_and_finite():
     ):
         assert value.dtype == torch.float32 and torch.isfinite(value).all()
         assert (value > 50).all()
+
+
+def test_one_hot_bce_accepts_padding_rows():
+    # the engine scores its fixed-size buffer, padding (-1) included, and masks afterwards
+    logits, labels = rows(4, 5, seed=3), torch.tensor([2, -1, 0, -1])
+    got = losses.one_hot_bce(logits.float(), labels)
+    assert torch.isfinite(got).all()
+    for i in (0, 2):
+        assert got[i].item() == pytest.approx(
+            one_hot_bce_row_loss(logits[i], int(labels[i])), rel=1e-5
+        )
+
+
+@pytest.mark.parametrize("q", [1.0, 0.5])
+def test_seesaw_near_the_factor_thresholds(q):
+    # sample ratios and score ratios between 1 and 2, a top class that no row is labelled with
+    num_classes = 5
+    cum = torch.tensor([25.0, 40.0, 64.0, 30.0, 3.0])  # N_j / N_y = 1.6, 1.28, 1.2, ...
+    logits = torch.tensor(
+        [[1.0, 1.3, 0.2, 1.1, 0.0, 0.3, -0.2], [0.5, 0.1, 0.9, 0.6, 0.2, -1.0, 0.4]],
+        dtype=torch.float64,
+    )  # score ratios within (1, 2) for the classes just above each label
+    labels = torch.tensor([0, 1])
+    got = losses.seesaw_positive(
+        logits[:, :num_classes].float(), logits[:, num_classes:].float(), labels, cum, 0.8, q, 1e-2
+    )
+    want = [
+        seesaw_row_loss(
+            logits[i, :num_classes], logits[i, num_classes:], int(labels[i]), cum, 0.8, q
+        )
+        for i in range(2)
+    ]
+    torch.testing.assert_close(
+        got.double(), torch.tensor(want, dtype=torch.float64), rtol=1e-5, atol=1e-6
+    )
