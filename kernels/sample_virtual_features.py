@@ -83,6 +83,9 @@ def _fill_rows_kernel(
 
 
 MAX_BLOCK_C = 1024  # classes per chunk of the selection scan
+# at least 2 lanes: triton 3.2's interpreter fails on a scan over a 1-wide block (C = 1, seen
+# with `make oldest`); the spare lane is masked off and costs nothing
+MIN_BLOCK_C = 2
 MAX_BLOCK_Q = 256  # Philox quads (4 dims) per chunk of a row
 
 
@@ -109,7 +112,7 @@ def sample_virtual_features_launches(
             (1,),
             (seen.contiguous(), prob.contiguous(), rng_state, slots[0], slots[1], counts,
              num_classes, k, capacity),
-            {"BLOCK_C": min(MAX_BLOCK_C, triton.next_power_of_2(num_classes))},
+            {"BLOCK_C": min(MAX_BLOCK_C, max(MIN_BLOCK_C, triton.next_power_of_2(num_classes)))},
         )
     ]  # fmt: skip
     if capacity > 0:

@@ -107,9 +107,12 @@ def test_every_specialisation_of_the_launchers_is_compiled(compiled):
         ("_select_classes_kernel", "BLOCK_C"): sample_virtual_features.MAX_BLOCK_C,
         ("_fill_rows_kernel", "BLOCK_Q"): sample_virtual_features.MAX_BLOCK_Q,
     }
+    floors = {("_select_classes_kernel", "BLOCK_C"): sample_virtual_features.MIN_BLOCK_C}
     for (kernel, block), cap in caps.items():
         got = {r["constexprs"][block] for r in records if r["kernel"] == kernel}
-        assert got == {2**i for i in range(cap.bit_length())}, (kernel, block, sorted(got))
+        floor = floors.get((kernel, block), 1)
+        want = {2**i for i in range(cap.bit_length()) if 2**i >= floor}
+        assert got == want, (kernel, block, sorted(got))
 
 
 def test_no_register_spills(compiled):
