@@ -39,9 +39,22 @@ fi
 
 ext_hash=$(find csrc kernels -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
 ext_hash="$ext_hash-${FORCE_CUDA:-}-${TORCH_CUDA_ARCH_LIST:-}"
-if ! stamp_ok extension "$ext_hash" || ! ls fasa_fast/_C*.so >/dev/null 2>&1; then
-  log "building fasa_fast (pip install -e .): C++ kernels, and CUDA kernels if a toolkit is found"
-  "$PY" -m pip install --quiet --no-build-isolation --no-deps -e .
+so=fasa_fast/_C$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+# Each build is also kept outside the clone, keyed by the sources, the settings, the Python ABI
+# and torch: a new clone of unchanged sources (CI) installs that library instead of compiling
+# it again (FASA_FAST_PREBUILT=1 tells setup.py not to build).
+abi=$("$PY" -c 'import sysconfig, torch; print(sysconfig.get_config_var("EXT_SUFFIX"), torch.__version__)')
+cache="${FASA_FAST_CACHE:-$HOME/.cache/fasa_fast}/ext-env/$(echo "$ext_hash $abi" | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok extension "$ext_hash" || [ ! -f "$so" ]; then
+  if [ -f "$cache/$(basename "$so")" ]; then
+    log "installing fasa_fast with the extension built earlier from these sources ($cache)"
+    cp "$cache/$(basename "$so")" "$so"
+    FASA_FAST_PREBUILT=1 "$PY" -m pip install --quiet --no-build-isolation --no-deps -e .
+  else
+    log "building fasa_fast (pip install -e .): C++ kernels, and CUDA kernels if a toolkit is found"
+    "$PY" -m pip install --quiet --no-build-isolation --no-deps -e .
+    mkdir -p "$cache" && cp "$so" "$cache/"
+  fi
   stamp_set extension "$ext_hash"
 fi
 log "environment ready: $VENV"
