@@ -13,6 +13,16 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import torch
+import triton
+
+
+def lanes(n: int, most: int) -> int:
+    """The block width for ``n`` elements: the next power of two, capped at ``most`` and never
+    under 2. Triton 3.2's interpreter ignores the mask of a 1-wide block: a masked store of a
+    one-lane block writes anyway (a 1-dimensional row of a 1-wide ``BLOCK_Q`` wrote three floats
+    past the output and corrupted the heap under ``make oldest``), and a scan over one lane
+    fails there. The spare lane is masked off and costs nothing on a GPU."""
+    return max(2, min(most, triton.next_power_of_2(n)))
 
 
 class Launch(NamedTuple):

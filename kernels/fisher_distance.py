@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fasa_fast.kernels._launch import Launch, run
+from fasa_fast.kernels._launch import Launch, lanes, run
 
 
 @triton.jit
@@ -70,7 +70,7 @@ def fisher_distance_launches(
     if num_classes == 0:
         return []
     tiles = triton.cdiv(num_classes, BLOCK_C)
-    meta = {"BLOCK_C": BLOCK_C, "BLOCK_D": min(MAX_BLOCK_D, triton.next_power_of_2(dim))}
+    meta = {"BLOCK_C": BLOCK_C, "BLOCK_D": lanes(dim, MAX_BLOCK_D)}
     args = (mean.contiguous(), std.square().contiguous(), out, num_classes, dim, float(eps))
     return [Launch(_fisher_distance_kernel, (tiles, tiles), args, meta)]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fasa_fast.kernels._launch import Launch, run
+from fasa_fast.kernels._launch import Launch, lanes, run
 from fasa_fast.kernels.philox import box_muller, philox4x32_10
 
 
@@ -83,9 +83,6 @@ def _fill_rows_kernel(
 
 
 MAX_BLOCK_C = 1024  # classes per chunk of the selection scan
-# at least 2 lanes: triton 3.2's interpreter fails on a scan over a 1-wide block (C = 1, seen
-# with `make oldest`); the spare lane is masked off and costs nothing
-MIN_BLOCK_C = 2
 MAX_BLOCK_Q = 256  # Philox quads (4 dims) per chunk of a row
 
 
@@ -112,7 +109,7 @@ def sample_virtual_features_launches(
             (1,),
             (seen.contiguous(), prob.contiguous(), rng_state, slots[0], slots[1], counts,
              num_classes, k, capacity),
-            {"BLOCK_C": min(MAX_BLOCK_C, max(MIN_BLOCK_C, triton.next_power_of_2(num_classes)))},
+            {"BLOCK_C": lanes(num_classes, MAX_BLOCK_C)},
         )
     ]  # fmt: skip
     if capacity > 0:
@@ -122,7 +119,7 @@ def sample_virtual_features_launches(
                 (capacity,),
                 (mean.contiguous(), std.contiguous(), rng_state, slots[0], slots[1], features,
                  labels, dim),
-                {"BLOCK_Q": min(MAX_BLOCK_Q, triton.next_power_of_2((dim + 3) // 4))},
+                {"BLOCK_Q": lanes((dim + 3) // 4, MAX_BLOCK_Q)},
             )
         )  # fmt: skip
     return launches

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fasa_fast.kernels._launch import Launch, run
+from fasa_fast.kernels._launch import Launch, lanes, run
 
 
 @triton.jit
@@ -95,7 +95,7 @@ def segmented_stats_update_launches(
     meta = {
         "MOMENTUM_ON_VAR": bool(momentum_on_var),
         "BLOCK_N": BLOCK_N,
-        "BLOCK_D": min(MAX_BLOCK_D, triton.next_power_of_2(dim)),
+        "BLOCK_D": lanes(dim, MAX_BLOCK_D),
         "num_warps": NUM_WARPS,
     }
     args = (features.contiguous(), labels.contiguous(), mean, std, seen, n_rows, dim,

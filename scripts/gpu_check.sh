@@ -69,13 +69,14 @@ cat "$RESULTS/machine.txt"
 echo "== build (pip install -e ., offline)"
 start=$(date +%s)
 venv=$("$PY" -c 'import sys; print(sys.prefix)')
-ext_hash=$( (find csrc kernels -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat setup.py pyproject.toml
+ext_hash=$( (find csrc -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat setup.py pyproject.toml
   echo "$TORCH_CUDA_ARCH_LIST ${FORCE_CUDA:-}"
   "$PY" -c 'import sysconfig, torch; print(sysconfig.get_config_var("EXT_SUFFIX"), torch.__version__)') | sha256sum | cut -d' ' -f1)
 so=$("$PY" -c 'import sysconfig; print("fasa_fast/_C" + sysconfig.get_config_var("EXT_SUFFIX"))')
-# Dry mode keeps each build in a cache outside the clone, keyed by the hash of every source, the
-# build settings, the Python ABI and the torch version: a fresh clone of unchanged sources (CI)
-# reuses the extension this script built from them instead of compiling it for minutes again.
+# Dry mode keeps each build in a cache outside the clone, keyed by the hash of every C++/CUDA
+# source (the Triton kernels are Python, not in the library), the build settings, the Python ABI
+# and the torch version: a fresh clone of unchanged sources (CI) reuses the extension this
+# script built from them instead of compiling it for minutes again.
 cache=${FASA_FAST_CACHE:-$HOME/.cache/fasa_fast}/ext/$ext_hash
 # the stamp holds the source hash and the library's own hash: another environment with the same
 # Python ABI (another torch) writes the same file name

@@ -37,10 +37,10 @@ if ! stamp_ok mmcv "$mmcv_hash"; then
   stamp_set mmcv "$mmcv_hash"
 fi
 
-ext_hash=$(find csrc kernels -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
+ext_hash=$(find csrc -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
 ext_hash="$ext_hash-${FORCE_CUDA:-}-${TORCH_CUDA_ARCH_LIST:-}"
 so=fasa_fast/_C$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-# Each build is also kept outside the clone, keyed by the sources, the settings, the Python ABI
+# Each build is also kept outside the clone, keyed by the C++/CUDA sources, the settings, the Python ABI
 # and torch: a new clone of unchanged sources (CI) installs that library instead of compiling
 # it again (FASA_FAST_PREBUILT=1 tells setup.py not to build).
 abi=$("$PY" -c 'import sysconfig, torch; print(sysconfig.get_config_var("EXT_SUFFIX"), torch.__version__)')
