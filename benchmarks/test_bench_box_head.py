@@ -122,4 +122,6 @@ def test_fasa_work_alone(run, benchmark, shape, setup):
 
     benchmark.extra_info.update(extra_of=f"box_head_torch-{device}", device=device)
     loss = run(extra)
-    assert torch.isfinite(loss) and loss > 0, "no virtual features were drawn"
+    assert torch.isfinite(loss)
+    # a single draw may select no class (the loss is then 0); twenty in a row never do here
+    assert sum(int(fasa.sample()[2][0]) for _ in range(20)) > 0, "no virtual features drawn"
