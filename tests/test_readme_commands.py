@@ -33,6 +33,7 @@ RUN_BY = {
     "torchrun --nproc_per_node 2 tools/train.py": "tests/mmdet/test_distributed_runner.py (CPU, gloo, torchrun)",
     "python -m pytest benchmarks/test_bench_sync.py": "benchmarks/ in quick mode inside make test (same code, small shapes)",
     "python benchmarks/report.py": "test_benchmark_report_reads_the_committed_results (here)",
+    "python benchmarks/profile_fasa_work.py": "test_profile_command_runs (here, on the CPU)",
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
     "python -m benchmarks.detection_evidence": "tests/mmdet/test_detection_evidence.py (its --tiny mode)",
     "python -m fasa_fast.mmdet.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",
@@ -60,7 +61,12 @@ def test_every_readme_command_is_run_somewhere():
     )
 
 
-@pytest.mark.parametrize("result", sorted((REPO / "benchmarks" / "results").glob("cpu-*.json")))
+@pytest.mark.parametrize(
+    "result",
+    sorted((REPO / "benchmarks" / "results").glob("cpu-*.json"))
+    + sorted((REPO / "benchmarks" / "results").glob("gpu-*/*.json")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_benchmark_report_reads_the_committed_results(result):
     out = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "report.py"), str(result)],
@@ -84,3 +90,14 @@ def test_toy_lvis_command_writes_both_splits(tmp_path):
     for split in ("train", "val"):
         assert (tmp_path / "toy" / "annotations" / f"lvis_v1_{split}.json").is_file()
         assert f"{split}:" in out
+
+
+def test_profile_command_runs():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/profile_fasa_work.py", "--device", "cpu", "--steps", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    assert "host time per step" in out and "fasa_fast::segmented_stats_update_" in out
