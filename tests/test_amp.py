@@ -105,5 +105,5 @@ def test_mmengine_amp_optim_wrapper_trains_like_fp32(dtype, tol):
     scale = wrapper.loss_scaler.get_scale()
     assert scale == 2.0**16, f"a step overflowed: the loss scale fell to {scale}"
     torch.testing.assert_close(losses, ref_losses, rtol=tol, atol=tol)
-    for p, q in zip(model.parameters(), ref_model.parameters()):
+    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=tol, atol=tol)
