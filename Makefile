@@ -14,7 +14,7 @@ lint: env
 	.venv/bin/ruff format --check .
 
 test: lint
-	$(PY) -m pytest tests/ -q
+	$(PY) -m pytest tests/ -q --durations=25
 	$(PY) -m pytest benchmarks/ --benchmark-only -q --quick
 	$(MAKE) gpu-twin
 
