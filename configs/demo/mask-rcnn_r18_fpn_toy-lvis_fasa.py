@@ -90,7 +90,10 @@ val_evaluator = dict(
 )
 test_evaluator = val_evaluator
 
-train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=max_epochs)
+# continues a mid-epoch (iteration) checkpoint after the batches it had trained (fasa_fast.mmdet)
+train_cfg = dict(
+    type="ResumableEpochBasedTrainLoop", max_epochs=max_epochs, val_interval=max_epochs
+)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 optim_wrapper = dict(optimizer=dict(type="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4))

@@ -32,6 +32,8 @@ def stage_head(target_stds):
     )
 
 
+# a mid-epoch (iteration) checkpoint resumes after the batches it had trained (fasa_fast.mmdet)
+train_cfg = dict(type="ResumableEpochBasedTrainLoop")
 model = dict(
     roi_head=dict(
         bbox_head=[

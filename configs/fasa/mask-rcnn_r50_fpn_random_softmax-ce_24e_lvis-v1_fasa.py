@@ -6,6 +6,8 @@ _base_ = ["./mask-rcnn_r50_fpn_random_softmax-ce_24e_lvis-v1.py", "./_base_/fasa
 train_dataloader = dict(
     dataset=dict(_delete_=True, type="FASAHeldOutSplit", dataset={{_base_.lvis_train}})
 )
+# a mid-epoch (iteration) checkpoint resumes after the batches it had trained (fasa_fast.mmdet)
+train_cfg = dict(type="ResumableEpochBasedTrainLoop")
 model = dict(
     roi_head=dict(
         bbox_head=dict(

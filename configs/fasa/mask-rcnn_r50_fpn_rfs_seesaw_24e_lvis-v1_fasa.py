@@ -8,6 +8,8 @@ lvis_train = {{_base_.train_dataloader.dataset.dataset}}
 train_dataloader = dict(  # repeat factor sampling over the images not held out
     dataset=dict(dataset=dict(_delete_=True, type="FASAHeldOutSplit", dataset=lvis_train))
 )
+# a mid-epoch (iteration) checkpoint resumes after the batches it had trained (fasa_fast.mmdet)
+train_cfg = dict(type="ResumableEpochBasedTrainLoop")
 model = dict(
     roi_head=dict(
         bbox_head=dict(

@@ -1,7 +1,8 @@
 """MMDetection 3.x integration of FASA: box heads, the adaptation hook, the held-out split.
 
 Configs load it with ``custom_imports=dict(imports=['fasa_fast.mmdet'], allow_failed_imports=False)``.
-All FASA logic lives in ``fasa_fast.FASA``; this package only connects it to mmdet.
+All FASA logic lives in ``fasa_fast.FASA``; this package only connects it to mmdet (and gives
+mmengine's epoch loop the mid-epoch resume FASA's state needs: ``loops.py``).
 """
 
 from fasa_fast.mmdet.bbox_heads import (
@@ -11,6 +12,7 @@ from fasa_fast.mmdet.bbox_heads import (
 )
 from fasa_fast.mmdet.datasets import FASAHeldOutSplit
 from fasa_fast.mmdet.hooks import FASAHook
+from fasa_fast.mmdet.loops import ResumableEpochBasedTrainLoop
 from fasa_fast.mmdet.lvis_compat import install_lvis_numpy_compat
 from fasa_fast.mmdet.metrics import FASACocoLTMetric, FASALVISFixedAPMetric
 
@@ -26,4 +28,5 @@ __all__ = [
     "FASAHook",
     "FASAShared2FCBBoxHead",
     "FASAShared4Conv1FCBBoxHead",
+    "ResumableEpochBasedTrainLoop",
 ]

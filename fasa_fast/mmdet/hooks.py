@@ -20,12 +20,19 @@ from typing import Any
 import torch
 from mmdet.registry import HOOKS
 from mmdet.structures.bbox import bbox2roi
-from mmengine.dist import all_reduce, is_distributed
+from mmengine.dist import all_reduce, get_world_size, is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
 
 from fasa_fast import reporting
 from fasa_fast.mmdet.bbox_heads import FASABBoxHeadMixin
+from fasa_fast.mmdet.loops import (
+    ResumableEpochBasedTrainLoop,
+    iterations_into_epoch,
+    restore_rng_states,
+    rng_states,
+)
 
 
 def fasa_stages(model) -> list[tuple[int | None, FASABBoxHeadMixin]]:
@@ -164,6 +171,19 @@ class FASAHook(Hook):
                 "model_wrapper_cfg=dict(type='MMDistributedDataParallel', "
                 "broadcast_buffers=False) (mmengine's default)"
             )
+        loop = runner.train_loop
+        if (
+            isinstance(loop, EpochBasedTrainLoop)
+            and not isinstance(loop, ResumableEpochBasedTrainLoop)
+            and iterations_into_epoch(loop) > 0
+        ):
+            runner.logger.warning(
+                f"FASAHook: resuming at iteration {loop.iter}, {iterations_into_epoch(loop)} "
+                f"batches into epoch {loop.epoch + 1}, with {type(loop).__name__}, which restarts "
+                "the epoch from its first batch: those batches are trained again and FASA folds "
+                "their features into its statistics twice. Set train_cfg=dict("
+                "type='ResumableEpochBasedTrainLoop') (fasa_fast.mmdet) to continue after them"
+            )
         self.stages = fasa_stages(self._model(runner))
         if not self.stages:
             raise RuntimeError(
@@ -258,6 +278,29 @@ class FASAHook(Hook):
         runner.logger.info(
             "fasa probabilities: " + ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
         )
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # mmengine calls this on rank 0 only (Runner.save_checkpoint is master_only), so only a
+        # single-process run can have all its generator states in the checkpoint
+        checkpoint["fasa_rng_states"] = {"world_size": get_world_size(), "states": rng_states()}
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = checkpoint.get("fasa_rng_states")
+        if saved is None:
+            return  # a checkpoint written without FASAHook (or before it stored them)
+        if saved["world_size"] != 1 or get_world_size() != 1:
+            runner.logger.warning(
+                f"FASAHook: the random generators are restored for single-process runs only "
+                f"(checkpoint: {saved['world_size']} processes, this run: {get_world_size()}): "
+                "the resumed run samples RoIs and augmentations differently from the "
+                "interrupted one (FASA's own draws follow its saved counter either way)"
+            )
+            return
+        loop = runner.train_loop
+        if isinstance(loop, ResumableEpochBasedTrainLoop):
+            loop.resume_rng_states(saved["states"])  # at the point the interrupted run stood
+        else:
+            restore_rng_states(saved["states"])
 
     def after_train(self, runner) -> None:
         if not self.plot or runner.rank != 0:
