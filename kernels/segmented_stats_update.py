@@ -1,9 +1,12 @@
 """Triton kernel of ``fasa_fast::segmented_stats_update_``: one program per class.
 
-A program scans the labels in chunks of ``BLOCK_N`` rows; for each feature tile of ``BLOCK_D``
-dims it computes each chunk's exact two-pass mean / M2 over the rows of its class and merges
-chunks (Chan et al.), then applies the momentum update. Programs of absent classes stop after
-counting. ``seen[c]`` is read before and written after all tiles of its own program.
+The launcher groups the rows by class on the device (a stable sort of the labels, invalid ones
+last, and each class's start and count), so a program reads its own rows only: the first
+version scanned every label for every class and feature tile (C x N label reads, 2.5 ms at LVIS
+shapes on an H100, where the CUDA kernel takes 36 us). For each feature tile of ``BLOCK_D`` dims
+the program walks its rows in chunks of ``BLOCK_N``, computes each chunk's exact two-pass mean /
+M2 and merges chunks (Chan et al.), then applies the momentum update. Programs of absent classes
+stop at once. ``seen[c]`` is read before and written after all tiles of its own program.
 """
 
 from __future__ import annotations
@@ -16,18 +19,15 @@ from fasa_fast.kernels._launch import Launch, lanes, run
 
 @triton.jit
 def _segmented_stats_update_kernel(
-    x_ptr, labels_ptr, mean_ptr, std_ptr, seen_ptr,
-    n_rows, dim, momentum,
+    x_ptr, order_ptr, starts_ptr, counts_ptr, mean_ptr, std_ptr, seen_ptr,
+    dim, momentum,
     MOMENTUM_ON_VAR: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    total = tl.zeros((), dtype=tl.int32)
-    for start in range(0, n_rows, BLOCK_N):
-        rows = start + offs_n
-        lab = tl.load(labels_ptr + rows, mask=rows < n_rows, other=-1)
-        total += tl.sum((lab == c).to(tl.int32), axis=0)
+    first_row = tl.load(starts_ptr + c)
+    total = tl.load(counts_ptr + c)
     if total > 0:
         first = tl.load(seen_ptr + c) == 0
         for d0 in range(0, dim, BLOCK_D):
@@ -36,21 +36,19 @@ def _segmented_stats_update_kernel(
             cnt = tl.zeros((BLOCK_D,), dtype=tl.float32)
             mu = tl.zeros((BLOCK_D,), dtype=tl.float32)
             m2 = tl.zeros((BLOCK_D,), dtype=tl.float32)
-            for start in range(0, n_rows, BLOCK_N):
-                rows = start + offs_n
-                lab = tl.load(labels_ptr + rows, mask=rows < n_rows, other=-1)
-                hit = lab == c
+            for start in range(0, total, BLOCK_N):
+                hit = start + offs_n < total
+                rows = tl.load(order_ptr + first_row + start + offs_n, mask=hit, other=0)
                 n_here = tl.sum(hit.to(tl.float32), axis=0)
                 mask = hit[:, None] & col_ok[None, :]
                 ptrs = x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :]
                 x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-                safe_n = tl.maximum(n_here, 1.0)
-                mb = tl.sum(x, axis=0) / safe_n
+                mb = tl.sum(x, axis=0) / n_here
                 dev = tl.where(mask, x - mb[None, :], 0.0)
                 m2b = tl.sum(dev * dev, axis=0)
                 merged = cnt + n_here
                 delta = mb - mu
-                w = n_here / tl.maximum(merged, 1.0)
+                w = n_here / merged
                 mu = mu + delta * w
                 m2 = m2 + m2b + delta * delta * cnt * w
                 cnt = merged
@@ -70,10 +68,12 @@ def _segmented_stats_update_kernel(
         tl.store(seen_ptr + c, tl.load(seen_ptr + c) + 1)
 
 
-# 32-row chunks over 8 warps: with 64 rows on 4 warps, Triton 3.8's ptxas spilled 4-12 bytes
-# on sm_90 in 3 of the 144 specialisations (tests/test_triton_aot.py compiles them all); now
-# none spills and the widest tile takes 80 registers, not 185. Not yet timed on a GPU.
-BLOCK_N = 32  # label rows scanned per chunk
+# 16 rows of one class per chunk over 8 warps. Rows come through the sorted row indices (int64),
+# whose address arithmetic made Triton 3.8's ptxas spill at 32 rows x 128 dims for bf16 features
+# on sm_90 (tests/test_triton_aot.py compiles every specialisation); at 16 none spills and the
+# widest tile takes 80 registers. A class has few rows in a step (LVIS: ~2 per present class of
+# 256 positives), so a longer chunk would mostly be masked off. Not yet timed on a GPU.
+BLOCK_N = 16  # rows of one class per chunk
 MAX_BLOCK_D = 128  # feature dims per tile
 NUM_WARPS = 8
 
@@ -92,15 +92,25 @@ def segmented_stats_update_launches(
     n_rows, dim = features.shape
     if n_rows == 0 or mean.shape[0] == 0:
         return []
+    num_classes = mean.shape[0]
+    # rows grouped by class on the device, without a host sync or atomics (bincount would read
+    # the labels' maximum back to the host): a stable sort keeps each class's rows in row order
+    # (deterministic chunks), ignored / background labels sort last, and a binary search of the
+    # sorted labels gives each class's first row and row count
+    labels = labels.to(torch.int64)
+    key = torch.where((labels >= 0) & (labels < num_classes), labels, num_classes)
+    sorted_key, order = torch.sort(key, stable=True)
+    classes = torch.arange(num_classes + 1, device=key.device)
+    bounds = torch.searchsorted(sorted_key, classes)
+    starts, counts = bounds[:-1], bounds[1:] - bounds[:-1]
     meta = {
         "MOMENTUM_ON_VAR": bool(momentum_on_var),
         "BLOCK_N": BLOCK_N,
         "BLOCK_D": lanes(dim, MAX_BLOCK_D),
         "num_warps": NUM_WARPS,
     }
-    args = (features.contiguous(), labels.contiguous(), mean, std, seen, n_rows, dim,
-            float(momentum))  # fmt: skip
-    return [Launch(_segmented_stats_update_kernel, (mean.shape[0],), args, meta)]
+    args = (features.contiguous(), order, starts, counts, mean, std, seen, dim, float(momentum))
+    return [Launch(_segmented_stats_update_kernel, (num_classes,), args, meta)]
 
 
 def segmented_stats_update_triton(
