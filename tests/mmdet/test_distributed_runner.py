@@ -160,11 +160,10 @@ def _rank_main(rank: int, world_size: int, port: int, root: str, queue) -> None:
         dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def two_rank_run(tmp_path_factory):
+def small_toy_lvis(root: Path) -> None:
+    """The small generated set both runner tests train on, under ``root/data/toy_lvis``."""
     from fasa_fast.mmdet.toy_lvis import make_toy_lvis
 
-    root = tmp_path_factory.mktemp("runner2")
     make_toy_lvis(
         root / "data" / "toy_lvis",
         num_classes=20,
@@ -175,6 +174,12 @@ def two_rank_run(tmp_path_factory):
         image_size=96,
         seed=0,
     )
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runner2")
+    small_toy_lvis(root)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     mp.start_processes(
@@ -247,18 +252,7 @@ def test_rank_zero_checkpoint_resumes_both_ranks_to_the_saved_fasa_state(two_ran
 def test_torchrun_trains_on_cpu_with_the_gloo_backend(tmp_path):
     """The user's command: ``torchrun --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
     --cfg-options env_cfg.dist_cfg.backend=gloo`` on a machine without CUDA, one epoch."""
-    from fasa_fast.mmdet.toy_lvis import make_toy_lvis
-
-    make_toy_lvis(
-        tmp_path / "data" / "toy_lvis",
-        num_classes=20,
-        num_train=12,
-        num_val=2,
-        num_empty=1,
-        copies=2,
-        image_size=96,
-        seed=0,
-    )
+    small_toy_lvis(tmp_path)
     cfg = runner_config(tmp_path)
     # what the command line and tools/train.py set: launcher, backend, wrapper, work dir
     for key in ("launcher", "env_cfg", "model_wrapper_cfg", "work_dir"):
