@@ -32,6 +32,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.gloo import leave_process_group, run_ranks
+
 WORLD = 2
 SYNC_CAPACITY = 512
 LVIS_CONFIG = "mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py"
@@ -99,7 +101,7 @@ def _rank_main(rank, port, shape, counts, capacity, warmup, steps, grad_numel, q
         )
         queue.put((rank, result))
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 def gradient_parameters(tmp_path) -> dict[str, int]:
@@ -129,7 +131,7 @@ def test_statistics_sync_cost(benchmark, quick, shape, instance_counts, tmp_path
     queue = mp.get_context("spawn").Queue()
 
     def two_ranks():
-        mp.start_processes(
+        run_ranks(
             _rank_main,
             args=(
                 _free_port(),
@@ -142,8 +144,6 @@ def test_statistics_sync_cost(benchmark, quick, shape, instance_counts, tmp_path
                 queue,
             ),
             nprocs=WORLD,
-            join=True,
-            start_method="spawn",
         )
         return dict(queue.get(timeout=60) for _ in range(WORLD))
 

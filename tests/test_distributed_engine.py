@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.gloo import leave_process_group, run_ranks
+
 C, D, STEPS = 7, 5, 6
 
 
@@ -59,15 +61,17 @@ def _rank_main(rank: int, world_size: int, port: int, queue, sync: bool) -> None
             states.append(state_of(fasa))
         queue.put((rank, states))
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 def run_two_ranks(sync: bool):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = 29500 + (os.getpid() + (11 if sync else 23)) % 1000
-    mp.start_processes(
-        _rank_main, args=(2, port, queue, sync), nprocs=2, join=True, start_method="spawn"
+    run_ranks(
+        _rank_main,
+        args=(2, port, queue, sync),
+        nprocs=2,
     )
     states = dict(queue.get(timeout=120) for _ in range(2))
     return {

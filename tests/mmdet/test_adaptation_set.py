@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from mmengine.runner import Runner
 
 from fasa_fast.splits import fixed_sample
+from tests.gloo import leave_process_group, run_ranks
 from tests.mmdet.helpers import runner_config, toy_dataset, toy_dataset_cfg
 
 
@@ -58,15 +59,17 @@ def _sampler_rank(rank: int, world_size: int, port: int, queue) -> None:
         sampler = FASAAdaptationSampler(list(range(40)), num_samples=7, seed=3)
         queue.put((rank, list(sampler)))
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 def test_max_images_counts_over_all_ranks():
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = 29500 + (os.getpid() + 7) % 1000
-    mp.start_processes(
-        _sampler_rank, args=(2, port, queue), nprocs=2, join=True, start_method="spawn"
+    run_ranks(
+        _sampler_rank,
+        args=(2, port, queue),
+        nprocs=2,
     )
     (_, first), (_, second) = sorted(queue.get(timeout=60) for _ in range(2))
     assert len(first) + len(second) == 7 and not set(first) & set(second)

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.gloo import leave_process_group, run_ranks
+
 
 def _rank_main(rank: int, world_size: int, port: int, queue) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -27,14 +29,18 @@ def _rank_main(rank: int, world_size: int, port: int, queue) -> None:
         fasa.reduce_adaptation_losses()
         queue.put((rank, fasa.loss_sum.tolist(), fasa.loss_count.tolist()))
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 def test_adaptation_losses_sum_across_ranks():
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = 29500 + os.getpid() % 1000
-    mp.start_processes(_rank_main, args=(2, port, queue), nprocs=2, join=True, start_method="spawn")
+    run_ranks(
+        _rank_main,
+        args=(2, port, queue),
+        nprocs=2,
+    )
     results = sorted(queue.get(timeout=60) for _ in range(2))
     for _, loss_sum, loss_count in results:
         assert loss_sum == [9.0, 0.0, 7.0]
@@ -116,14 +122,16 @@ def _hook_rank_main(rank: int, world_size: int, port: int, queue) -> None:
             )
         )
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 def test_hook_adapts_every_rank_from_the_summed_losses():
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    mp.start_processes(
-        _hook_rank_main, args=(2, _free_port(), queue), nprocs=2, join=True, start_method="spawn"
+    run_ranks(
+        _hook_rank_main,
+        args=(2, _free_port(), queue),
+        nprocs=2,
     )
     results = sorted(queue.get(timeout=60) for _ in range(2))
     for rank, (prev_loss, prev_valid), prob_before, prob, groups, adaptations in results:

@@ -32,6 +32,8 @@ import torch.multiprocessing as mp
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from tests.gloo import leave_process_group, run_ranks
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "demo" / "mask-rcnn_r18_fpn_toy-lvis_fasa.py"
 EPOCHS = 2
@@ -157,7 +159,7 @@ def _rank_main(rank: int, world_size: int, port: int, root: str, queue) -> None:
             resumed.train()  # loads rank 0's checkpoint, then no epoch is left to run
         queue.put((rank, list(RECORDED), fasa_snapshot(resumed.model), resumed.epoch))
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 def small_toy_lvis(root: Path) -> None:
@@ -182,12 +184,10 @@ def two_rank_run(tmp_path_factory):
     small_toy_lvis(root)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    mp.start_processes(
+    run_ranks(
         _rank_main,
         args=(2, _free_port(), str(root), queue),
         nprocs=2,
-        join=True,
-        start_method="spawn",
     )
     results = dict((r, rest) for r, *rest in (queue.get(timeout=60) for _ in range(2)))
     return root, results
