@@ -178,3 +178,23 @@ def load_tool(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def probed_runners(monkeypatch, tool, probe_type) -> list:
+    """Makes ``tool`` (a ``load_tool`` module) build each of its runners with a fresh
+    ``probe_type()`` hook registered at the probe's ``priority``; returns the probes, one per
+    run, in order."""
+    from types import SimpleNamespace
+
+    from mmengine.runner import Runner
+
+    probes = []
+
+    def from_cfg(cfg):
+        runner = Runner.from_cfg(cfg)
+        probes.append(probe_type())
+        runner.register_hook(probes[-1], priority=probe_type.priority)
+        return runner
+
+    monkeypatch.setattr(tool, "Runner", SimpleNamespace(from_cfg=from_cfg))
+    return probes

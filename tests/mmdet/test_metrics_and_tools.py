@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 import fasa_fast.mmdet  # noqa: F401  (registers the metrics)
-from tests.mmdet.helpers import load_tool
+from tests.mmdet.helpers import load_tool, probed_runners
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,20 +93,6 @@ class ResumeProbe(Hook):
         self.adaptations.append((runner.epoch + 1, fasa.num_adaptations))
 
 
-def probed_runners(monkeypatch, tool) -> list:
-    """Makes ``tool`` build its runner with a ``ResumeProbe``; returns the probes, one per run."""
-    probes = []
-
-    def from_cfg(cfg):
-        runner = Runner.from_cfg(cfg)
-        probes.append(ResumeProbe())
-        runner.register_hook(probes[-1], priority=ResumeProbe.priority)
-        return runner
-
-    monkeypatch.setattr(tool, "Runner", SimpleNamespace(from_cfg=from_cfg))
-    return probes
-
-
 def lvis_results_of(gt_path, detections_path, iou_type):
     """AP, APr, APc, APf of a detections file, by the lvis-api directly."""
     from lvis import LVIS, LVISEval, LVISResults
@@ -128,7 +112,7 @@ def test_train_resume_and_test_tools(tmp_path, monkeypatch):
     root = tmp_path / "toy"
     make_toy_lvis(root, num_train=40, num_val=8)
     train, test = load_tool("train"), load_tool("test")
-    probes = probed_runners(monkeypatch, train)
+    probes = probed_runners(monkeypatch, train, ResumeProbe)
     config = str(REPO / "configs" / "demo" / "mask-rcnn_r18_fpn_toy-lvis_fasa.py")
     data = str(root) + "/"
     overrides = [

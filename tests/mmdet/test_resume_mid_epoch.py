@@ -12,15 +12,13 @@ FASAHook stores in the checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 from fasa_fast.mmdet.toy_lvis import make_toy_lvis
-from tests.mmdet.helpers import NUM_CLASSES, load_tool, runner_config
+from tests.mmdet.helpers import NUM_CLASSES, load_tool, probed_runners, runner_config
 
 ITERS_PER_EPOCH = 9
 
@@ -50,15 +48,7 @@ class EndProbe(Hook):
 
 def train_with_probe(monkeypatch, config: Path, work: Path, *args: str) -> EndProbe:
     train = load_tool("train")
-    probes = []
-
-    def from_cfg(cfg):
-        runner = Runner.from_cfg(cfg)
-        probes.append(EndProbe())
-        runner.register_hook(probes[-1], priority=EndProbe.priority)
-        return runner
-
-    monkeypatch.setattr(train, "Runner", SimpleNamespace(from_cfg=from_cfg))
+    probes = probed_runners(monkeypatch, train, EndProbe)
     train.main([str(config), "--work-dir", str(work), *args])
     return probes[0]
 
