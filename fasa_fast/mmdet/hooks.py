@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from mmdet.registry import HOOKS
 from mmdet.structures.bbox import bbox2roi
-from mmengine.dist import all_reduce, get_world_size, is_distributed
-from mmengine.hooks import Hook
+from mmengine.dist import all_reduce, get_rank, get_world_size, is_distributed
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
@@ -119,6 +119,7 @@ class FASAHook(Hook):
             raise ValueError(f"FASAHook: max_images: expected >= 1 or None, got {max_images}")
         self.max_images, self.seed = max_images, seed
         self.plot = plot
+        self._rng_states_to_save: list | None = None  # every rank's, for the next checkpoint
 
     def default_adapt_dataloader(self, runner) -> dict:
         """The held-out side of the FASAHeldOutSplit wrapping the training set."""
@@ -278,29 +279,65 @@ class FASAHook(Hook):
         runner.logger.info(
             "fasa probabilities: " + ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
         )
+        self._gather_rng_states_if_saving(runner, by_epoch=True)
+
+    # ---- the random generators, in checkpoints (fasa_fast/mmdet/loops.py says why) ----------
+    # mmengine writes checkpoints from rank 0 alone (Runner.save_checkpoint is master_only), so
+    # every rank's generator states are gathered beforehand, in the hook stage just before
+    # CheckpointHook's (FASAHook's priority is higher), and only when one of the run's
+    # CheckpointHooks is about to save: one all-gather per checkpoint, none per step.
+    def _checkpoint_due(self, runner, by_epoch: bool) -> bool:
+        for hook in runner.hooks:
+            if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
+                continue
+            if by_epoch:
+                due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                    hook.save_last and hook.is_last_train_epoch(runner)
+                )
+            else:
+                due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                    hook.save_last and hook.is_last_train_iter(runner)
+                )
+            if due:
+                return True
+        return False
+
+    def _gather_rng_states_if_saving(self, runner, by_epoch: bool) -> None:
+        if is_distributed() and self._checkpoint_due(runner, by_epoch):
+            gathered: list = [None] * get_world_size()
+            torch.distributed.all_gather_object(gathered, rng_states())
+            self._rng_states_to_save = gathered
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._gather_rng_states_if_saving(runner, by_epoch=False)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # mmengine calls this on rank 0 only (Runner.save_checkpoint is master_only), so only a
-        # single-process run can have all its generator states in the checkpoint
-        checkpoint["fasa_rng_states"] = {"world_size": get_world_size(), "states": rng_states()}
+        if is_distributed():
+            gathered, self._rng_states_to_save = self._rng_states_to_save, None
+            if gathered is None:
+                return  # saved outside CheckpointHook's schedule: no states were gathered
+        else:
+            gathered = [rng_states()]
+        checkpoint["fasa_rng_states"] = gathered
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        saved = checkpoint.get("fasa_rng_states")
-        if saved is None:
-            return  # a checkpoint written without FASAHook (or before it stored them)
-        if saved["world_size"] != 1 or get_world_size() != 1:
+        gathered = checkpoint.get("fasa_rng_states")
+        if gathered is None:
+            return  # a checkpoint written without FASAHook's generators
+        if len(gathered) != get_world_size():
             runner.logger.warning(
-                f"FASAHook: the random generators are restored for single-process runs only "
-                f"(checkpoint: {saved['world_size']} processes, this run: {get_world_size()}): "
-                "the resumed run samples RoIs and augmentations differently from the "
-                "interrupted one (FASA's own draws follow its saved counter either way)"
+                f"FASAHook: the checkpoint holds the random generators of {len(gathered)} "
+                f"processes, this run has {get_world_size()}: they are not restored, so the "
+                "resumed run samples RoIs and augmentations differently from the interrupted "
+                "one (FASA's own draws follow its saved counter either way)"
             )
             return
+        states = gathered[get_rank()]
         loop = runner.train_loop
         if isinstance(loop, ResumableEpochBasedTrainLoop):
-            loop.resume_rng_states(saved["states"])  # at the point the interrupted run stood
+            loop.resume_rng_states(states)  # at the point the interrupted run stood
         else:
-            restore_rng_states(saved["states"])
+            restore_rng_states(states)
 
     def after_train(self, runner) -> None:
         if not self.plot or runner.rank != 0:

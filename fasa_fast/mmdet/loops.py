@@ -81,10 +81,9 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 # mmengine 0.10 checkpoints no random state: a resumed run draws its RoI samples (mmdet's
 # RandomSampler uses torch's global generator) and any main-process augmentation from the
 # generators as seeded at start-up, not as they stood at the checkpoint, so it leaves the
-# uninterrupted run at its first step. FASAHook stores them in the checkpoints of a
-# single-process run and puts them back on resume (mmengine writes checkpoints from rank 0 alone,
-# without the other ranks' states). Stored as tensors and numbers, which a ``weights_only`` load
-# accepts. Dataloader workers reseed themselves each epoch (mmengine's ``worker_init_fn``): the
+# uninterrupted run at its first step. FASAHook stores every rank's in each checkpoint (gathered
+# when a CheckpointHook is about to save) and puts each rank's back on resume. Stored as tensors
+# and numbers, which a ``weights_only`` load accepts. Dataloader workers reseed themselves each epoch (mmengine's ``worker_init_fn``): the
 # loop above replays the skipped batches through them to keep their streams.
 
 

@@ -77,6 +77,15 @@ def fasa_snapshot(model) -> dict:
     return snapshot
 
 
+def weights_digest(model) -> str:
+    """One checksum over every non-FASA weight and buffer: one short string, because the ranks'
+    results travel through a multiprocessing queue that the parent reads only after both ranks
+    have exited (a larger payload would block a rank's exit on the full pipe)."""
+    model = getattr(model, "module", model)  # DDP
+    items = sorted((k, digest(v)) for k, v in model.state_dict().items() if ".fasa." not in k)
+    return hashlib.sha256(repr(items).encode()).hexdigest()
+
+
 RECORDED: list[tuple[str, dict]] = []
 
 
@@ -115,6 +124,8 @@ def runner_config(root: Path):
         dict(type="RecordFASAStateAcrossRanks"),
     ]
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1)
+    # and one after every iteration, for the mid-epoch resume
+    cfg.custom_hooks.append(dict(type="CheckpointHook", by_epoch=False, interval=1))
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=50)
     cfg.randomness = dict(seed=SEED)
     cfg.launcher = "pytorch"
@@ -149,6 +160,8 @@ def _rank_main(rank: int, world_size: int, port: int, root: str, queue) -> None:
         assert runner.distributed and runner.world_size == world_size
         runner.train()
         dist.barrier()  # rank 0 has written its checkpoints
+        uninterrupted = (fasa_snapshot(runner.model), weights_digest(runner.model))
+        mid_iter = len(runner.train_dataloader) + 1  # one batch into epoch 2
 
         resumed_cfg = copy.deepcopy(cfg)
         resumed_cfg.resume = True
@@ -157,7 +170,21 @@ def _rank_main(rank: int, world_size: int, port: int, root: str, queue) -> None:
         resumed = Runner.from_cfg(resumed_cfg)
         with mmengine_checkpoint_loading():
             resumed.train()  # loads rank 0's checkpoint, then no epoch is left to run
-        queue.put((rank, list(RECORDED), fasa_snapshot(resumed.model), resumed.epoch))
+        recorded = list(RECORDED)
+
+        # resumed from an iteration checkpoint one batch into epoch 2 (before its adaptation):
+        # ResumableEpochBasedTrainLoop skips that batch, FASAHook restores each rank's generators
+        mid_cfg = copy.deepcopy(cfg)
+        mid_cfg.resume = True
+        mid_cfg.load_from = str(Path(root) / "work" / f"iter_{mid_iter}.pth")
+        mid_cfg.work_dir = str(Path(root) / "resumed_mid")
+        mid = Runner.from_cfg(mid_cfg)
+        with mmengine_checkpoint_loading():
+            mid.train()
+        from_mid = (fasa_snapshot(mid.model), weights_digest(mid.model))
+        queue.put(
+            (rank, recorded, fasa_snapshot(resumed.model), resumed.epoch, uninterrupted, from_mid)
+        )
     finally:
         leave_process_group()
 
@@ -200,7 +227,7 @@ def _state_keys(snapshot: dict) -> list[str]:
 @pytest.mark.slow
 def test_runner_keeps_one_fasa_state_on_both_ranks_after_every_epoch(two_rank_run):
     _, results = two_rank_run
-    (epochs0, _, _), (epochs1, _, _) = results[0], results[1]
+    epochs0, epochs1 = results[0][0], results[1][0]
     assert [e for e, _ in epochs0] == [e for e, _ in epochs1] == ["epoch 1", "epoch 2"]
     for (epoch, first), (_, second) in zip(epochs0, epochs1, strict=True):
         keys = _state_keys(first)
@@ -235,7 +262,7 @@ def test_rank_zero_checkpoint_resumes_both_ranks_to_the_saved_fasa_state(two_ran
     assert saved["meta"]["epoch"] == EPOCHS
     fasa_keys = [k for k in saved["state_dict"] if ".fasa." in k]
     assert fasa_keys
-    for rank, (epochs, resumed, epoch) in results.items():
+    for rank, (epochs, resumed, epoch, *_) in results.items():
         assert epoch == EPOCHS, f"rank {rank} resumed at epoch {epoch}"
         at_save = epochs[-1][1]
         for key in fasa_keys:  # the file holds what the ranks had when it was written
@@ -319,3 +346,15 @@ def test_cpu_launcher_helper_refuses_nccl_and_a_missing_torchrun(monkeypatch):
     with pytest.raises(RuntimeError, match="torchrun"):
         init_distributed_without_cuda(gloo)
     assert not dist.is_initialized()
+
+
+@pytest.mark.slow
+def test_mid_epoch_resume_on_two_ranks_ends_like_the_uninterrupted_run(two_rank_run):
+    _, results = two_rank_run
+    for rank, (*_, uninterrupted, from_mid) in results.items():
+        (full_state, full_weights), (mid_state, mid_weights) = uninterrupted, from_mid
+        differ = [k for k in full_state if mid_state[k] != full_state[k]]
+        assert not differ, f"rank {rank}: FASA state after the mid-epoch resume differs: {differ}"
+        assert mid_weights == full_weights, (
+            f"rank {rank}: weights after the mid-epoch resume differ"
+        )
