@@ -287,7 +287,7 @@ class FASAHook(Hook):
     # CheckpointHook's (FASAHook's priority is higher), and only when one of the run's
     # CheckpointHooks is about to save: one all-gather per checkpoint, none per step.
     def _checkpoint_due(self, runner, by_epoch: bool) -> bool:
-        for hook in runner.hooks:
+        for hook in getattr(runner, "hooks", ()):  # a stand-in runner may have none
             if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
                 continue
             if by_epoch:
