@@ -34,6 +34,7 @@ RUN_BY = {
     "python -m pytest benchmarks/test_bench_sync.py": "benchmarks/ in quick mode inside make test (same code, small shapes)",
     "python benchmarks/report.py": "test_benchmark_report_reads_the_committed_results (here)",
     "python benchmarks/profile_fasa_work.py": "test_profile_command_runs (here, on the CPU)",
+    "python -m pytest benchmarks/test_bench_detector.py": "benchmarks/ in quick mode inside make test (same code, one round)",
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
     "python -m benchmarks.detection_evidence": "tests/mmdet/test_detection_evidence.py (its --tiny mode)",
     "python -m fasa_fast.mmdet.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",

@@ -36,7 +36,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._resume_rng_states: list | None = None
+        self._resume_rng_states: dict[str, Any] | None = None
 
     def resume_rng_states(self, states: dict[str, Any]) -> None:
         """Restore ``states`` (from ``rng_states``) where the interrupted run stood when it wrote
@@ -68,9 +68,10 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         if not done:
             self._restore_pending_rng_states()
         batches = iter(self.dataloader)
-        for _ in range(done):
-            next(batches)  # loaded and dropped, as the interrupted run's workers loaded them
-        self._restore_pending_rng_states()
+        if done:
+            for _ in range(done):
+                next(batches)  # loaded and dropped, as the interrupted run's workers loaded them
+            self._restore_pending_rng_states()
         for idx, data_batch in enumerate(batches, start=done):
             self.run_iter(idx, data_batch)
         self.runner.call_hook("after_train_epoch")
@@ -83,8 +84,9 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 # generators as seeded at start-up, not as they stood at the checkpoint, so it leaves the
 # uninterrupted run at its first step. FASAHook stores every rank's in each checkpoint (gathered
 # when a CheckpointHook is about to save) and puts each rank's back on resume. Stored as tensors
-# and numbers, which a ``weights_only`` load accepts. Dataloader workers reseed themselves each epoch (mmengine's ``worker_init_fn``): the
-# loop above replays the skipped batches through them to keep their streams.
+# and numbers, which a ``weights_only`` load accepts. Dataloader workers reseed themselves each
+# epoch (mmengine's ``worker_init_fn``): the loop above replays the skipped batches through them
+# to keep their streams.
 
 
 def rng_states() -> dict[str, Any]:

@@ -163,24 +163,22 @@ def _rank_main(rank: int, world_size: int, port: int, root: str, queue) -> None:
         uninterrupted = (fasa_snapshot(runner.model), weights_digest(runner.model))
         mid_iter = len(runner.train_dataloader) + 1  # one batch into epoch 2
 
-        resumed_cfg = copy.deepcopy(cfg)
-        resumed_cfg.resume = True
-        resumed_cfg.load_from = str(Path(root) / "work" / f"epoch_{EPOCHS}.pth")
-        resumed_cfg.work_dir = str(Path(root) / "resumed")
-        resumed = Runner.from_cfg(resumed_cfg)
-        with mmengine_checkpoint_loading():
-            resumed.train()  # loads rank 0's checkpoint, then no epoch is left to run
-        recorded = list(RECORDED)
+        def resume(checkpoint: str, work: str):
+            resumed_cfg = copy.deepcopy(cfg)
+            resumed_cfg.resume = True
+            resumed_cfg.load_from = str(Path(root) / "work" / checkpoint)
+            resumed_cfg.work_dir = str(Path(root) / work)
+            runner = Runner.from_cfg(resumed_cfg)
+            with mmengine_checkpoint_loading():
+                runner.train()
+            return runner
 
-        # resumed from an iteration checkpoint one batch into epoch 2 (before its adaptation):
+        # loads rank 0's checkpoint, then no epoch is left to run
+        resumed = resume(f"epoch_{EPOCHS}.pth", "resumed")
+        recorded = list(RECORDED)
+        # from an iteration checkpoint one batch into epoch 2 (before its adaptation):
         # ResumableEpochBasedTrainLoop skips that batch, FASAHook restores each rank's generators
-        mid_cfg = copy.deepcopy(cfg)
-        mid_cfg.resume = True
-        mid_cfg.load_from = str(Path(root) / "work" / f"iter_{mid_iter}.pth")
-        mid_cfg.work_dir = str(Path(root) / "resumed_mid")
-        mid = Runner.from_cfg(mid_cfg)
-        with mmengine_checkpoint_loading():
-            mid.train()
+        mid = resume(f"iter_{mid_iter}.pth", "resumed_mid")
         from_mid = (fasa_snapshot(mid.model), weights_digest(mid.model))
         queue.put(
             (rank, recorded, fasa_snapshot(resumed.model), resumed.epoch, uninterrupted, from_mid)
