@@ -13,7 +13,12 @@ import torch
 from fasa_fast import FASA, group_classes
 from fasa_fast.engine import _stream_key
 from tests.gloo import leave_process_group
-from tests.oracle import cross_entropy_oracle, sample_oracle, virtual_loss_oracle
+from tests.oracle import (
+    cross_entropy_oracle,
+    sample_oracle,
+    stats_update_oracle,
+    virtual_loss_oracle,
+)
 
 LVIS = {
     "categories": [
@@ -303,4 +308,138 @@ def test_virtual_loss_of_a_single_virtual_feature():
     expected = virtual_loss_oracle(feats, labels, fc.weight, fc.bias, 0.5)
     assert loss.item() == pytest.approx(expected, rel=1e-5), (
         f"virtual loss: expected {expected}, got {loss.item()}"
+    )
+
+
+# ---- the statistics sync, as rank 0 of two, in this process ----------------------------------
+# tests/test_distributed_engine.py runs the sync in two gloo processes; mutation testing maps
+# tests to code only inside its own process, so the same contract is also pinned here with a
+# stand-in for torch.distributed: rank 1's block is given, the collectives are exact.
+class TwoRankWorld:
+    """torch.distributed seen from rank 0 of two: ``all_gather`` returns this rank's tensor
+    and then rank 1's (``other``, in call order), ``all_reduce`` adds rank 1's share."""
+
+    def __init__(self, monkeypatch, other):
+        self.other, self.sent = list(other), []
+        dist = torch.distributed
+        monkeypatch.setattr(dist, "is_available", lambda: True)
+        monkeypatch.setattr(dist, "is_initialized", lambda: True)
+        monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+        monkeypatch.setattr(dist, "all_gather", self.all_gather)
+        monkeypatch.setattr(dist, "all_reduce", self.all_reduce)
+
+    def all_gather(self, out, tensor, group=None, async_op=False):
+        assert len(out) == 2, f"all_gather: expected 2 output tensors, got {len(out)}"
+        self.sent.append(tensor.clone())
+        out[0].copy_(tensor)
+        out[1].copy_(self.other.pop(0))
+
+    def all_reduce(self, tensor, op=None, group=None, async_op=False):
+        self.sent.append(tensor.clone())
+        tensor.add_(self.other.pop(0))
+
+
+def rank1_block(rows, dim, labels, seed):
+    """A block as rank 1 sends it: its foreground rows first, ``-1`` padding after."""
+    features = torch.zeros(rows, dim)
+    features[: len(labels)] = torch.randn(
+        len(labels), dim, generator=torch.Generator().manual_seed(seed)
+    )
+    block_labels = torch.full((rows,), -1, dtype=torch.long)
+    block_labels[: len(labels)] = torch.tensor(labels)
+    return features, block_labels
+
+
+@pytest.mark.parametrize("momentum_on_var", [False, True])
+def test_sync_folds_both_ranks_foreground_rows_into_the_statistics(monkeypatch, momentum_on_var):
+    C, D, rows = 3, 4, 6
+    fasa = FASA(C, D, [4, 4, 4], sync_capacity=rows, momentum=0.3, momentum_on_var=momentum_on_var)
+    generator = torch.Generator().manual_seed(1)
+    # a first, unsynchronised step gives every class a running state (the momentum branch)
+    fasa.sync_statistics = False
+    fasa.update(torch.randn(9, D, generator=generator), torch.tensor([0, 1, 2] * 3))
+    fasa.sync_statistics = True
+    mean0, std0, seen0 = fasa.mean.clone(), fasa.std.clone(), fasa.seen.clone()
+    # rank 0: background (C), ignored (-1), a NaN row and foreground rows of classes 0 and 2
+    features = torch.randn(7, D, generator=generator)
+    features[4, 1] = float("nan")
+    labels = torch.tensor([0, C, 2, -1, 0, 2, 0])
+    other_features, other_labels = rank1_block(rows, D, [1, 0, 1, 2], seed=2)
+    world = TwoRankWorld(monkeypatch, [other_features, other_labels])
+    fasa.update(features, labels)
+
+    # what rank 0 sent: its finite foreground rows in their order (0, 2, 5, 6), then padding
+    # labelled -1 (whatever features the padding rows carry, the kernels skip them)
+    sent_features, sent_labels = world.sent
+    keep = [0, 2, 5, 6]
+    assert sent_labels.tolist() == [0, 2, 2, 0, -1, -1], (
+        f"rank 0's labels block: expected [0, 2, 2, 0, -1, -1], got {sent_labels.tolist()}"
+    )
+    torch.testing.assert_close(sent_features[:4], features[keep], rtol=0, atol=0)
+    # the statistics: one step over both ranks' rows together (float64 oracle)
+    both = torch.cat([features[keep], other_features[:4]])
+    both_labels = torch.cat([labels[keep], other_labels[:4]])
+    mean, std, seen = stats_update_oracle(
+        both, both_labels, mean0, std0, seen0, 0.3, momentum_on_var
+    )
+    torch.testing.assert_close(fasa.mean.double(), mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fasa.std.double(), std, rtol=1e-5, atol=1e-6)
+    assert fasa.seen.tolist() == seen.tolist() == [2, 2, 2]
+    assert fasa.skipped_rows.tolist() == [1, 0], (
+        f"skipped rows [non-finite, beyond sync_capacity]: expected [1, 0], got "
+        f"{fasa.skipped_rows.tolist()}"
+    )
+
+
+def test_sync_keeps_the_first_sync_capacity_foreground_rows_and_counts_the_rest(monkeypatch):
+    C, D, rows = 2, 3, 3
+    fasa = FASA(C, D, [4, 4], sync_capacity=rows)
+    features = torch.arange(21, dtype=torch.float32).reshape(7, D)
+    labels = torch.tensor([1, C, 0, 1, 0, -1, 1])  # five foreground rows: 0, 2, 3, 4, 6
+    other_features, other_labels = rank1_block(rows, D, [0], seed=3)
+    world = TwoRankWorld(monkeypatch, [other_features, other_labels])
+    fasa.update(features, labels)
+    assert world.sent[1].tolist() == [1, 0, 1], (
+        f"rank 0's labels block: expected its first 3 foreground rows [1, 0, 1], got "
+        f"{world.sent[1].tolist()}"
+    )
+    torch.testing.assert_close(world.sent[0], features[[0, 2, 3]], rtol=0, atol=0)
+    assert fasa.skipped_rows.tolist() == [0, 2], (
+        f"skipped rows: expected [0, 2] (two rows beyond sync_capacity), got "
+        f"{fasa.skipped_rows.tolist()}"
+    )
+    mean, std, seen = stats_update_oracle(
+        torch.cat([features[[0, 2, 3]], other_features[:1]]),
+        torch.tensor([1, 0, 1, 0]),
+        torch.zeros(C, D),
+        torch.zeros(C, D),
+        torch.zeros(C, dtype=torch.long),
+        0.1,
+        False,
+    )
+    torch.testing.assert_close(fasa.mean.double(), mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(fasa.std.double(), std, rtol=1e-6, atol=1e-6)
+    assert fasa.seen.tolist() == seen.tolist()
+
+
+def test_per_rank_statistics_when_the_sync_is_off(monkeypatch):
+    fasa = FASA(2, 2, [4, 4], sync_statistics=False)
+    world = TwoRankWorld(monkeypatch, [])
+    features = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 8.0]])
+    fasa.update(features, torch.tensor([0, 1, 0]))
+    assert world.sent == [], "sync_statistics=False: expected no collective"
+    torch.testing.assert_close(fasa.mean, torch.tensor([[3.0, 5.0], [3.0, 4.0]]))
+
+
+def test_adaptation_losses_are_summed_over_ranks(monkeypatch):
+    fasa = FASA(3, 2, [4, 4, 4])
+    fasa.loss_sum.copy_(torch.tensor([1.0, 0.0, 2.5], dtype=torch.float64))
+    fasa.loss_count.copy_(torch.tensor([2.0, 0.0, 1.0], dtype=torch.float64))
+    other_sum = torch.tensor([0.5, 4.0, 0.0], dtype=torch.float64)
+    other_count = torch.tensor([1.0, 3.0, 0.0], dtype=torch.float64)
+    TwoRankWorld(monkeypatch, [other_sum, other_count])
+    fasa.reduce_adaptation_losses()
+    assert fasa.loss_sum.tolist() == [1.5, 4.0, 2.5], f"loss_sum: got {fasa.loss_sum.tolist()}"
+    assert fasa.loss_count.tolist() == [3.0, 3.0, 1.0], (
+        f"loss_count: got {fasa.loss_count.tolist()}"
     )
