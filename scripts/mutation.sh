@@ -18,8 +18,8 @@
 # Environment: MUTATION_JOBS (parallel test processes, default 1), MUTATION_NICE (default 10),
 # MUTATION_MODULES (a subset of the group's modules, e.g. "fasa_fast/engine.py"), MUTATION_RERUN=1
 # (rerun only the mutants the group's last run did not kill, with the working tree's
-# tests/test_*_mutants.py, on the same snapshot: to confirm that new tests kill them). Results stay in
-# .mutation/<group>/: scores.txt, survivors.diff (each surviving mutant's diff), mutmut.log.
+# tests/test_*_mutants.py (core) or tests/mmdet/test_*_units.py (mmdet), on the same snapshot:
+# to confirm that new tests kill them). Results stay in .mutation/<group>/: scores.txt, survivors.diff (each surviving mutant's diff), mutmut.log.
 # MUTATION_RESUME=1 goes on with an interrupted run. MUTATION_TIMEOUT_MULTIPLIER (default 60).
 # Needs .venv (`make env`); installs the pinned mutmut into it when missing.
 set -euo pipefail
@@ -44,9 +44,25 @@ core_tests=(
   tests/test_fisher_distance.py tests/test_op_contract.py tests/test_backend_dispatch.py
   tests/test_losses.py tests/test_reporting.py
 )
-mmdet_modules=("fasa_fast/mmdet/*.py")
-mmdet_tests=(tests/mmdet/test_bbox_heads.py tests/mmdet/test_hook.py tests/mmdet/test_adaptation_set.py
-  tests/mmdet/test_seesaw_virtual_loss.py tests/mmdet/test_metrics_and_tools.py)
+# The glue, without toy_lvis.py (the generator of the synthetic dataset the tests and the demo
+# train on) and demo.py (the demo's driver): what pins them trains detectors for minutes
+# (tests/mmdet/test_toy_lvis_hard.py, test_demo.py), beyond a mutation run on a CPU.
+mmdet_modules=(fasa_fast/mmdet/__init__.py fasa_fast/mmdet/bbox_heads.py fasa_fast/mmdet/cli.py
+  fasa_fast/mmdet/compat.py fasa_fast/mmdet/datasets.py fasa_fast/mmdet/hooks.py
+  fasa_fast/mmdet/loops.py fasa_fast/mmdet/lvis_compat.py fasa_fast/mmdet/metrics.py)
+mmdet_tests=(tests/mmdet/test_bbox_heads.py tests/mmdet/test_hook.py tests/mmdet/test_hook_units.py
+  tests/mmdet/test_glue_units.py tests/mmdet/test_adaptation_set.py
+  tests/mmdet/test_seesaw_virtual_loss.py tests/mmdet/test_metrics_and_tools.py
+  # the tests that train through mmengine's Runner take 10-45 s each and would run for every
+  # mutant of the hook; test_hook_units.py and test_glue_units.py pin the same code unit by unit
+  --deselect tests/mmdet/test_metrics_and_tools.py::test_train_resume_and_test_tools
+  --deselect tests/mmdet/test_hook.py::test_paper_mode_adaptation_set_val_with_repeat_factor_sampling
+  --deselect tests/mmdet/test_bbox_heads.py::test_inference_equals_the_plain_head_after_training
+  # two spawned gloo processes: outside mutmut's process, so it maps to no mutant anyway
+  --deselect tests/mmdet/test_adaptation_set.py::test_max_images_counts_over_all_ranks)
+# the tests written to kill mutants, which MUTATION_RERUN takes from the working tree
+core_new_tests="tests/test_*_mutants.py"
+mmdet_new_tests="tests/mmdet/test_*_units.py"
 marker="not slow and not cuda"
 # The Triton kernels (kernels/) are not mutated, and on the CPU they run interpreted (slow): the
 # ops' wrappers and dispatch are covered through the native and reference backends. Dynamo
@@ -258,8 +274,8 @@ resume_group() {
 }
 
 # MUTATION_RERUN=1: after new tests, rerun only the mutants the last run of the group checked
-# and did not kill, on the same snapshot of the code with the working tree's
-# tests/test_*_mutants.py; keep the other results.
+# and did not kill, on the same snapshot of the code with the working tree's tests written to
+# kill mutants (${group}_new_tests); keep the other results.
 rerun_group() {
   local group=$1 work="$SCRATCH/$1"
   if [ ! -f "$work/modules.txt" ]; then
@@ -268,7 +284,9 @@ rerun_group() {
   fi
   # only the mutant-killing tests come from the working tree: the snapshot's other tests
   # belong to the snapshot's code (other tests may have moved on with the code)
-  cp tests/test_*_mutants.py "$work/tests/"
+  local -n new_tests="${group}_new_tests"
+  local t
+  for t in $new_tests; do cp "$t" "$work/$t"; done
   (cd "$work" && "$PY" - <<'EOF'
 import json
 from pathlib import Path
