@@ -19,7 +19,8 @@
 # MUTATION_MODULES (a subset of the group's modules, e.g. "fasa_fast/engine.py"), MUTATION_RERUN=1
 # (rerun only the mutants the group's last run did not kill, with the working tree's
 # tests/test_*_mutants.py (core) or tests/mmdet/test_*_units.py (mmdet), on the same snapshot:
-# to confirm that new tests kill them). Results stay in .mutation/<group>/: scores.txt, survivors.diff (each surviving mutant's diff), mutmut.log.
+# to confirm that new tests kill them). Results stay in .mutation/<group>/: scores.txt,
+# survivors.diff (each surviving mutant's diff), mutmut.log.
 # MUTATION_RESUME=1 goes on with an interrupted run. MUTATION_TIMEOUT_MULTIPLIER (default 60).
 # Needs .venv (`make env`); installs the pinned mutmut into it when missing.
 set -euo pipefail
