@@ -1,0 +1,224 @@
+"""The op registry and its installation, exercised at test time.
+
+``fasa_fast.ops`` runs ``declare_op`` and ``_library.install()`` once, at import: every op test
+uses what they built, but a mutation tool that imports the package before it switches a mutant
+on never sees them run. Here they run again on a probe op of this file (its own name in the
+``fasa_fast`` namespace, its own routing tables), and the op they build is checked by calling
+it: the schema, the fake kernel, the autograd rule, the kernel each device type is routed to.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import torch
+
+from fasa_fast.ops import _library, _registry
+from fasa_fast.ops._registry import OpDef, declare_op, not_differentiable, resolve
+
+CALLS: list[str] = []
+
+
+def probe_reference(x: torch.Tensor, scale: float) -> torch.Tensor:
+    CALLS.append("reference")
+    return x * scale
+
+
+def probe_triton(x: torch.Tensor, scale: float) -> torch.Tensor:
+    CALLS.append("triton")
+    return x * scale
+
+
+def probe_fake(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def probe_backward(ctx, grad):
+    return grad * 2.0, None
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    """A fresh registry holding one probe op, and fresh routing tables: ``install()`` builds the
+    probe as it built the real ops at import, leaving theirs alone."""
+    name = f"probe_{uuid.uuid4().hex[:8]}"
+    registry: dict[str, OpDef] = {}
+    for module in (_registry, _library):
+        monkeypatch.setattr(module, "OPS", registry)
+    monkeypatch.setattr(_library, "_active", {})
+    monkeypatch.setattr(_library, "_python_registered", {})
+    monkeypatch.setattr(_library, "_definitions", None)
+    for device_type in _library.DEVICE_TYPES:
+        monkeypatch.delenv(f"FASA_FAST_{device_type.upper()}_BACKEND", raising=False)
+    CALLS.clear()
+    yield name, registry
+    for lib in _library._python_registered.values():
+        lib._destroy()
+    if _library._definitions is not None:
+        _library._definitions._destroy()
+
+
+def declare_probe(name, backward=probe_backward):
+    return declare_op(
+        name,
+        "(Tensor x, float scale) -> Tensor",
+        fake=probe_fake,
+        reference=f"{__name__}:probe_reference",
+        triton=f"{__name__}:probe_triton",
+        backward=backward,
+    )
+
+
+def test_declare_op_records_everything_once(probe):
+    name, registry = probe
+    op = declare_probe(name)
+    assert registry == {name: op}
+    assert (op.name, op.schema, op.fake, op.backward) == (
+        name,
+        "(Tensor x, float scale) -> Tensor",
+        probe_fake,
+        probe_backward,
+    )
+    assert (op.reference, op.triton) == (f"{__name__}:probe_reference", f"{__name__}:probe_triton")
+    assert op.qualname == f"fasa_fast::{name}"
+    assert (
+        declare_op(
+            name + "_2", "(Tensor x) -> Tensor", fake=probe_fake, reference="m:f", triton="m:g"
+        ).backward
+        is None
+    )
+    with pytest.raises(RuntimeError, match=f"name: op fasa_fast::{name} is already declared"):
+        declare_probe(name)
+    assert registry[name] is op, "a refused declaration must not replace the first"
+
+
+@pytest.mark.parametrize(
+    "field, target", [("reference", "no_colon"), ("triton", "a:b:c"), ("reference", "")]
+)
+def test_declare_op_wants_module_colon_function(probe, field, target):
+    name, registry = probe
+    kwargs = dict(reference="m:f", triton="m:g")
+    kwargs[field] = target
+    with pytest.raises(ValueError, match=f"{field}: expected 'module:function', got {target!r}"):
+        declare_op(name, "(Tensor x) -> Tensor", fake=probe_fake, **kwargs)
+    assert registry == {}
+
+
+def test_resolve_looks_the_function_up_by_name():
+    assert resolve(f"{__name__}:probe_reference") is probe_reference
+    assert resolve("math:sqrt")(9.0) == 3.0
+
+
+def test_not_differentiable_names_the_op():
+    backward = not_differentiable("some_op")
+    with pytest.raises(RuntimeError, match="fasa_fast::some_op is not differentiable"):
+        backward(None, torch.ones(1))
+
+
+def test_install_defines_the_probe_with_fake_autograd_and_reference_kernel(probe, monkeypatch):
+    name, _ = probe
+    monkeypatch.setattr(_library, "triton_available", lambda: False)
+    declare_probe(name)
+    assert not _library._op_defined(name)
+    _library.install()
+    assert _library._op_defined(name)
+    op = getattr(torch.ops.fasa_fast, name)
+    assert str(op.default._schema) == f"fasa_fast::{name}(Tensor x, float scale) -> Tensor"
+    assert _library._active == {"cpu": "reference", "cuda": "reference"}
+    x = torch.arange(3.0)
+    torch.testing.assert_close(op(x, 2.0), x * 2.0)
+    assert CALLS == ["reference"], f"kernels run: {CALLS}"
+    # the fake kernel: shapes without data
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        out = op(mode.from_tensor(torch.ones(4, 2)), 3.0)
+    assert out.shape == (4, 2) and CALLS == ["reference"], "the fake kernel ran no real kernel"
+    # a second install() changes nothing
+    definitions = _library._definitions
+    _library.install()
+    assert _library._definitions is definitions
+
+
+def test_install_registers_the_autograd_rule(probe, monkeypatch):
+    name, _ = probe
+    monkeypatch.setattr(_library, "triton_available", lambda: False)
+
+    def backward(ctx, grad):
+        return grad * 5.0, None  # not the op's derivative (2): shows whose rule runs
+
+    declare_probe(name, backward=backward)
+    _library.install()
+    x = torch.ones(3, requires_grad=True)
+    getattr(torch.ops.fasa_fast, name)(x, 2.0).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 5.0))
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fasa_fast::{name}", "Autograd")
+
+
+def test_install_without_an_autograd_rule_leaves_the_op_without_one(probe, monkeypatch):
+    name, _ = probe
+    monkeypatch.setattr(_library, "triton_available", lambda: False)
+    declare_probe(name, backward=None)
+    _library.install()
+    has_rule = torch._C._dispatch_has_kernel_for_dispatch_key(f"fasa_fast::{name}", "Autograd")
+    assert not has_rule, "no backward declared: expected no autograd kernel"
+
+
+def test_install_routes_cuda_to_triton_when_it_imports(probe, monkeypatch):
+    name, _ = probe
+    monkeypatch.setattr(_library, "triton_available", lambda: True)
+    declare_probe(name)
+    _library.install()
+    assert _library._active == {"cpu": "reference", "cuda": "triton"}
+
+
+@pytest.mark.parametrize(
+    "device_type, env, native, triton, expected",
+    [
+        ("cpu", None, True, True, "native"),
+        ("cpu", None, False, True, "reference"),  # Triton serves CPU only when asked for
+        ("cuda", None, True, True, "native"),
+        ("cuda", None, False, True, "triton"),
+        ("cuda", None, False, False, "reference"),
+        ("cpu", "triton", True, True, "triton"),
+        ("cuda", "reference", True, True, "reference"),
+        ("cuda", "", False, True, "triton"),  # an empty variable is no choice
+    ],
+)
+def test_default_backend_policy(monkeypatch, device_type, env, native, triton, expected):
+    variable = f"FASA_FAST_{device_type.upper()}_BACKEND"
+    if env is None:
+        monkeypatch.delenv(variable, raising=False)
+    else:
+        monkeypatch.setenv(variable, env)
+    monkeypatch.setattr(_library, "native_available", lambda d: native and d == device_type)
+    monkeypatch.setattr(_library, "triton_available", lambda: triton)
+    assert _library.default_backend(device_type) == expected
+
+
+def test_op_defined_tells_declared_ops_from_others():
+    assert _library._op_defined("segmented_stats_update_")
+    assert _library._op_defined("fisher_distance")
+    assert not _library._op_defined("no_such_op")
+
+
+def test_install_keeps_a_schema_defined_elsewhere(probe, monkeypatch):
+    # an extension built before the schemas moved to the registry defines them itself: install()
+    # must use that definition, not define the op a second time (an error)
+    name, _ = probe
+    monkeypatch.setattr(_library, "triton_available", lambda: False)
+    declare_probe(name)
+    elsewhere = torch.library.Library("fasa_fast", "FRAGMENT")  # noqa: TOR901
+    try:
+        elsewhere.define(name + "(Tensor x, float scale) -> Tensor")
+        _library.install()
+        x = torch.arange(3.0)
+        torch.testing.assert_close(getattr(torch.ops.fasa_fast, name)(x, 3.0), x * 3.0)
+    finally:
+        for lib in _library._python_registered.values():
+            lib._destroy()
+        _library._python_registered.clear()
+        _library._definitions._destroy()
+        _library._definitions = None
+        elsewhere._destroy()
