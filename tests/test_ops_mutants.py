@@ -194,3 +194,36 @@ def test_stats_update_accepts_the_momentum_bounds(momentum):
     segmented_stats_update_(features, labels, mean, std, seen, momentum)
     torch.testing.assert_close(mean.double(), expected[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(std.double(), expected[1], rtol=1e-5, atol=1e-6)
+
+
+# every shape check, with the whole message: the argument, the shape it must have and why
+SHAPES = [
+    ("stats", "labels", "labels: expected shape (6,) (N rows of features), got (5,)"),
+    ("stats", "mean", "mean: expected shape (2, 3) (D columns of features), got (2, 2)"),
+    ("stats", "std", "std: expected shape (3, 3) (as mean), got (2, 3)"),
+    ("stats", "seen", "seen: expected shape (3,) (C of mean), got (2,)"),
+    ("fisher", "std", "std: expected shape (4, 3) (as mean), got (3, 3)"),
+    ("sample", "std", "std: expected shape (4, 3) (as mean), got (3, 3)"),
+    ("sample", "seen", "seen: expected shape (4,) (C of mean), got (3,)"),
+    ("sample", "prob", "prob: expected shape (4,) (C of mean), got (3,)"),
+    ("sample", "rng_state", "rng_state: expected shape (2,) (seed, call counter), got (1,)"),
+]
+
+
+@pytest.mark.parametrize("op, arg, message", SHAPES, ids=[f"{s[0]}-{s[1]}" for s in SHAPES])
+def test_each_shape_check_says_what_the_shape_must_match(op, arg, message):
+    fn, make = OPS[op]
+    kwargs = make()
+    if (op, arg) == ("stats", "mean"):  # C rows of D columns: cut a column and a row
+        kwargs["mean"] = kwargs["mean"][:2, :2].contiguous()
+    else:
+        kwargs[arg] = kwargs[arg][:-1].contiguous()
+    with pytest.raises(ValueError) as info:
+        fn(**kwargs)
+    assert str(info.value) == message, f"expected {message!r}, got {str(info.value)!r}"
+
+
+def test_fisher_distance_accepts_a_zero_eps():
+    mean, std = torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.ones(2, 2)
+    got = fisher_distance(mean, std, 0.0)
+    torch.testing.assert_close(got.double(), fisher_oracle(mean, std, 0.0))
