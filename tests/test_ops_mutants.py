@@ -5,6 +5,8 @@ ones used, checked against the float64 oracles."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from fasa_fast import (
     sample_virtual_features,
     segmented_stats_update_,
 )
+from fasa_fast.ops import _library
 from tests.oracle import fisher_oracle, sample_oracle, stats_update_oracle
 
 
@@ -227,3 +230,81 @@ def test_fisher_distance_accepts_a_zero_eps():
     mean, std = torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.ones(2, 2)
     got = fisher_distance(mean, std, 0.0)
     torch.testing.assert_close(got.double(), fisher_oracle(mean, std, 0.0))
+
+
+# ---- the reference kernels: float64 inside, exact uniform and Bernoulli boundaries -------------
+# The reference computes in float64 and rounds once: its float32 results equal the float64
+# oracle's rounded to float32, element for element (a float32 step inside would leave some
+# elements one ulp off, which the tolerance of the cross-backend tests allows).
+def test_reference_stats_update_rounds_once_from_float64():
+    from fasa_fast.ops.reference import segmented_stats_update_reference
+
+    gen = torch.Generator().manual_seed(5)
+    mean, std = torch.randn(6, 16, generator=gen), torch.rand(6, 16, generator=gen) + 0.5
+    seen = torch.tensor([0, 3, 3, 1, 2, 5])
+    features = torch.randn(40, 16, generator=gen) * 3 + 1
+    labels = torch.randint(0, 6, (40,), generator=gen)
+    for momentum_on_var in (False, True):
+        expected = stats_update_oracle(features, labels, mean, std, seen, 0.3, momentum_on_var)
+        got = (mean.clone(), std.clone(), seen.clone())
+        segmented_stats_update_reference(features, labels, *got, 0.3, momentum_on_var)
+        for name, a, b in zip(("mean", "std"), got[:2], expected[:2], strict=True):
+            off = (a != b.float()).sum().item()
+            assert off == 0, f"{name} (momentum_on_var={momentum_on_var}): {off} elements differ"
+
+
+def test_reference_fisher_distance_rounds_once_from_float64():
+    from fasa_fast.ops.reference import fisher_distance_reference
+
+    gen = torch.Generator().manual_seed(6)
+    mean = torch.randn(12, 24, generator=gen) * 4
+    std = torch.rand(12, 24, generator=gen) + 0.1
+    got = fisher_distance_reference(mean, std, 1e-6)
+    off = (got != fisher_oracle(mean, std, 1e-6).float()).sum().item()
+    assert off == 0, f"{off} of 144 distances differ from the float64 oracle rounded to float32"
+    chunked = fisher_distance_reference(mean, std, 1e-6, max_elements=24 * 12 * 2)  # 2 rows
+    assert torch.equal(chunked, got), "row chunks must give the same matrix"
+
+
+def test_box_muller_maps_the_extreme_words_inside_zero_one():
+    from fasa_fast.ops.reference import _box_muller
+
+    words = torch.tensor([0, 0xFFFFFFFF, 0x7FFFFFFF])
+    z0, z1 = _box_muller(words, words)
+    # word 0 -> u = 2^-32 (never 0: the log stays finite); the largest word -> u = 1 (float32)
+    radius = math.sqrt(-2 * math.log(2.0**-32))
+    theta = 2 * math.pi * 2.0**-32
+    assert z0[0].item() == pytest.approx(radius * math.cos(theta), rel=1e-6)
+    assert z1[0].item() == pytest.approx(radius * math.sin(theta), rel=1e-3)
+    assert z0[1].item() == 0.0 and z1[1].item() == 0.0, "u = 1: radius 0"
+    radius, theta = math.sqrt(-2 * math.log(0.5)), math.pi  # 0x7FFFFFFF + 1 = 2^31: u = 1/2
+    assert z0[2].item() == pytest.approx(radius * math.cos(theta), rel=1e-6)
+    assert torch.isfinite(torch.cat([z0, z1])).all()
+
+
+@pytest.mark.parametrize("backend", ["reference", "native"])
+def test_bernoulli_trial_is_word_below_p_times_2_32(backend):
+    # find a draw whose class-0 word is a float32 times 2^32 exactly, then set prob[0] to it:
+    # the class is drawn with probability p iff word < p * 2^32, so exactly at p it is not,
+    # one float32 step above it is
+    from fasa_fast.ops import use_backend
+    from tests.oracle import philox_oracle
+
+    if backend not in _library.available_backends("cpu"):
+        pytest.skip("no compiled CPU kernels")
+    seed = 3
+    call = next(c for c in range(1, 5000) if philox_oracle((0, 0, 0, c), (seed, 0))[0] % 256 == 0)
+    word = philox_oracle((0, 0, 0, call), (seed, 0))[0]
+    at = torch.tensor(word / 2.0**32, dtype=torch.float32)
+    assert at.double().item() * 2.0**32 == word, "the probability must be exact in float32"
+    above = torch.nextafter(at, torch.tensor(2.0))
+    drawn = []
+    with use_backend("cpu", backend):
+        for p in (at, above):
+            state = torch.tensor([seed, call], dtype=torch.int64)
+            _, labels, counts = sample_virtual_features(
+                torch.zeros(1, 4), torch.ones(1, 4), torch.ones(1, dtype=torch.long),
+                p.reshape(1), state, 1, 4,
+            )  # fmt: skip
+            drawn.append(int(counts[1]))
+    assert drawn == [0, 1], f"class drawn at p = word / 2^32 and one step above: got {drawn}"
