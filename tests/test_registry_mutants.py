@@ -16,6 +16,7 @@ import torch
 
 from fasa_fast.ops import _library, _registry
 from fasa_fast.ops._registry import OpDef, declare_op, not_differentiable, resolve
+from tests.backends import need
 
 CALLS: list[str] = []
 
@@ -222,3 +223,61 @@ def test_install_keeps_a_schema_defined_elsewhere(probe, monkeypatch):
         _library._definitions._destroy()
         _library._definitions = None
         elsewhere._destroy()
+
+
+# ---- which backends can serve a device (test names avoid the word the mutation run's -k drops)
+@pytest.mark.parametrize(
+    "version, expected",
+    [
+        ("3.2.0", (3, 2)),
+        ("3.10.1", (3, 10)),
+        ("3.1+4.5", (3, 1)),  # a local version after '+' is not part of it
+        ("3.6.0rc1", (3, 6)),
+        ("3.x", (3, 0)),  # a piece without digits counts as 0
+        ("4", (4,)),
+    ],
+)
+def test_version_tuple(version, expected):
+    assert _library._version_tuple(version) == expected
+
+
+@pytest.mark.parametrize("version, usable", [("3.2.0", True), ("3.1.9", False), ("3.6.0", True)])
+def test_oldest_usable_compiler_version(monkeypatch, version, usable):
+    triton = need("triton")
+
+    monkeypatch.setattr(triton, "__version__", version)
+    assert _library.triton_available() is usable
+
+
+def test_kernel_package_missing_means_unavailable(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_kernels(name, *args, **kwargs):
+        if name == "fasa_fast.kernels":
+            raise ImportError("no kernels package")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_kernels)
+    assert _library.triton_available() is False
+
+
+@pytest.mark.parametrize(
+    "device_type, interpret, compiler, expected",
+    [
+        ("cuda", None, True, ["native", "triton", "reference"]),
+        ("cuda", None, False, ["native", "reference"]),
+        ("cpu", None, True, ["native", "reference"]),  # Triton on a CPU only interpreted
+        ("cpu", "1", True, ["native", "triton", "reference"]),
+        ("cpu", "0", True, ["native", "reference"]),
+    ],
+)
+def test_available_backends_by_device(monkeypatch, device_type, interpret, compiler, expected):
+    if interpret is None:
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    else:
+        monkeypatch.setenv("TRITON_INTERPRET", interpret)
+    monkeypatch.setattr(_library, "native_available", lambda d: True)
+    monkeypatch.setattr(_library, "triton_available", lambda: compiler)
+    assert _library.available_backends(device_type) == expected
