@@ -308,3 +308,15 @@ def test_bernoulli_trial_is_word_below_p_times_2_32(backend):
             )  # fmt: skip
             drawn.append(int(counts[1]))
     assert drawn == [0, 1], f"class drawn at p = word / 2^32 and one step above: got {drawn}"
+
+
+@pytest.mark.parametrize("seed", [-(2**63), 2**63 - 1, 0])
+def test_rng_state_takes_any_64_bit_seed(seed):
+    state = make_rng_state(seed)
+    assert state.tolist() == [seed, 0] and state.dtype == torch.int64
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1])
+def test_rng_state_refuses_seeds_beyond_64_bits(seed):
+    with pytest.raises(ValueError, match=f"seed: expected a 64-bit integer, got {seed}"):
+        make_rng_state(seed)

@@ -53,14 +53,30 @@ def test_random_strategy_ignores_coverage():
 
 
 def test_coverage_serves_classes_after_one_already_covered():
-    # classes by image count: "a" (2: images 0, 1), "b" (3: 1, 2, 3), "c" (4: 4, 5, 6, 7).
-    # "a" is served first with image 1 (it also covers "b"); "b" is then covered and skipped;
-    # "c" must still be served: a held-out image among 4..7. (Seed 2's order starts with image
-    # 0, so a fill in the seeded order instead of serving "c" would hold out 0.)
-    images = [["a"], ["a", "b"], ["b"], ["b"], ["c"], ["c"], ["c"], ["c"]]
-    held = held_out_indices(images, 2, seed=2)
-    assert 1 in held, f"expected image 1 (covers 'a' and 'b') held out, got {held}"
-    assert set(held) & {4, 5, 6, 7}, f"expected an image of 'c' held out, got {held}"
+    # classes by image count: "a" (2: images 0, 1), "b" (3: 1, 2, 3), "c" (4: 4..7), "f" (12:
+    # 8..19). "a" is served first with image 1, which covers "b" too; "b" is then skipped, and
+    # "c" must still be served. A seed whose order would fill the budget with an "f" image first
+    # shows the difference from stopping at "b" and filling in the seeded order.
+    images = [["a"], ["a", "b"], ["b"], ["b"]] + [["c"]] * 4 + [["f"]] * 12
+    for seed in range(20):
+        holdable = [i for i in seeded_order(20, seed) if i not in (0, 1)]  # "a" keeps one
+        if holdable[0] >= 8:
+            break
+    else:
+        raise AssertionError("no seed in 0..19 starts its order with an 'f' image")
+    held = held_out_indices(images, 2, seed=seed)
+    assert 1 in held, f"seed {seed}: expected image 1 (covers 'a' and 'b') held out, got {held}"
+    assert set(held) & {4, 5, 6, 7}, f"seed {seed}: expected an image of 'c' held out, got {held}"
+
+
+def test_ties_between_candidates_go_to_the_earliest_in_the_seeded_order():
+    # one class with four images, each covering only it: the held-out image is the one that
+    # comes first in the seeded order
+    images = [["a"]] * 4
+    for seed in range(5):
+        first = seeded_order(4, seed)[0]
+        held = held_out_indices(images, 1, seed=seed)
+        assert held == [first], f"seed {seed}: expected [{first}], got {held}"
 
 
 SPLIT_SCRIPT = """
