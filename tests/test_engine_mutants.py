@@ -443,3 +443,98 @@ def test_adaptation_losses_are_summed_over_ranks(monkeypatch):
     assert fasa.loss_count.tolist() == [3.0, 3.0, 1.0], (
         f"loss_count: got {fasa.loss_count.tolist()}"
     )
+
+
+# ---- construction: documented defaults, each bound on its own ---------------------------------
+def test_documented_defaults():
+    fasa = FASA(3, 4, [1, 2, 3])
+    got = {
+        name: getattr(fasa, name)
+        for name in (
+            "momentum", "momentum_on_var", "loss_weight", "k", "capacity", "alpha", "beta",
+            "warmup_epochs", "grouping", "attach_dataless", "sync_statistics", "sync_capacity",
+            "seed", "stream",
+        )
+    }  # fmt: skip
+    expected = dict(
+        momentum=0.1, momentum_on_var=False, loss_weight=0.1, k=1, capacity=64, alpha=1.1,
+        beta=0.9, warmup_epochs=1, grouping="dbscan", attach_dataless=True,
+        sync_statistics=True, sync_capacity=512, seed=0, stream=(0, 0, 0),
+    )  # fmt: skip
+    assert got == expected, f"defaults: expected {expected}, got {got}"
+    assert fasa.groups.tolist() == [-1, -1, -1], "no class is in a group before adapt()"
+    assert fasa.skipped_rows.dtype == torch.int64 and fasa.skipped_rows.tolist() == [0, 0]
+
+
+def test_probabilities_follow_init_scale_and_power():
+    # Eq. 4 by hand: p_c = scale * (1 / N_c)^power / sum_j (1 / N_j)^power
+    counts = [1, 4, 16]
+    fasa = FASA(3, 2, counts, init_scale=2.0, power=0.5)
+    inverse = [n**-0.5 for n in counts]  # 1, 1/2, 1/4
+    expected = [min(1.0, 2.0 * v / sum(inverse)) for v in inverse]
+    assert fasa.prob.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_loaded_engine_draws_from_the_seed_own_stream():
+    # (0, 0, 0) is the seed's own stream: an engine that loads a state continues its draws
+    source = FASA(3, 2, [3, 3, 3], seed=9)
+    source.update(torch.randn(6, 2), torch.tensor([0, 1, 2] * 2))
+    target = FASA(3, 2, [3, 3, 3], seed=9)
+    target.load_state_dict(source.state_dict())
+    a, b = source.sample(), target.sample()
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(momentum=0.0), dict(momentum=1.0), dict(capacity=0), dict(k=1), dict(warmup_epochs=0),
+        dict(alpha=0.5, beta=1.5), dict(sync_capacity=1),
+    ],
+)  # fmt: skip
+def test_constructor_accepts_the_bounds(kwargs):
+    fasa = FASA(1, 1, [2], **kwargs)
+    for name, value in kwargs.items():
+        assert getattr(fasa, name) == value
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(momentum=1.5), r"momentum: expected a value in \[0, 1\], got 1.5"),
+        (dict(momentum=-0.1), r"momentum: expected a value in \[0, 1\], got -0.1"),
+        (dict(k=0), "k >= 1, capacity >= 0 and warmup_epochs >= 0 expected, got 0, 64, 1"),
+        (dict(capacity=-1), "k >= 1, capacity >= 0 and warmup_epochs >= 0 expected, got 1, -1, 1"),
+        (
+            dict(warmup_epochs=-1),
+            "k >= 1, capacity >= 0 and warmup_epochs >= 0 expected, got 1, 64, -1",
+        ),
+        (dict(alpha=0.0), "alpha/beta: expected positive multipliers, got 0.0, 0.9"),
+        (dict(beta=0.0), "alpha/beta: expected positive multipliers, got 1.1, 0.0"),
+        (dict(sync_capacity=0), "sync_capacity: expected >= 1, got 0"),
+    ],
+)
+def test_constructor_refuses_each_bad_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FASA(2, 2, [2, 2], **kwargs)
+
+
+def test_num_classes_bound():
+    FASA(1, 2, [3])  # one class is enough
+    with pytest.raises(ValueError, match="num_classes: expected >= 1, got 0"):
+        FASA(0, 2, torch.zeros(0, dtype=torch.long))
+
+
+def test_previous_losses_are_kept_in_float64():
+    # losses equal to float64 precision but not to float32's: the same loss twice holds the
+    # probabilities (a float32 copy of the previous loss would read as a rise and lower them)
+    fasa = FASA(2, 2, [5, 5], grouping_params=dict(eps=1.0, min_samples=1))
+    fasa.update(torch.tensor([[0.0, 0.0], [0.1, 0.0]]), torch.tensor([0, 1]))
+    before = fasa.prob.clone()
+    for _ in range(2):
+        fasa.loss_sum.copy_(torch.tensor([1.0 + 1e-12, 1.0 + 1e-12], dtype=torch.float64))
+        fasa.loss_count.fill_(1.0)
+        summary = fasa.adapt()
+    assert (summary["raised"], summary["lowered"]) == (0, 0), summary
+    torch.testing.assert_close(fasa.prob, before, rtol=0, atol=0)
