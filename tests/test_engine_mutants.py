@@ -538,3 +538,42 @@ def test_previous_losses_are_kept_in_float64():
         summary = fasa.adapt()
     assert (summary["raised"], summary["lowered"]) == (0, 0), summary
     torch.testing.assert_close(fasa.prob, before, rtol=0, atol=0)
+
+
+def test_sync_keeps_the_order_of_many_foreground_rows(monkeypatch):
+    # a long batch (where an unstable sort would shuffle rows of equal keys): the block holds
+    # the foreground rows in their batch order
+    C, D, N = 4, 2, 3000
+    fasa = FASA(C, D, [5] * C, sync_capacity=N)
+    labels = torch.arange(N) % (C + 2) - 1  # -1, 0, 1, 2, 3, 4 (background), repeating
+    features = torch.arange(N, dtype=torch.float32)[:, None].repeat(1, D)
+    world = TwoRankWorld(monkeypatch, rank1_block(N, D, [], seed=0))
+    fasa.update(features, labels)
+    foreground = ((labels >= 0) & (labels < C)).nonzero().flatten()
+    sent, sent_labels = world.sent
+    n = foreground.numel()
+    assert torch.equal(sent[:n, 0], features[foreground, 0]), "foreground rows out of order"
+    assert torch.equal(sent_labels[:n], labels[foreground])
+    assert (sent_labels[n:] == -1).all()
+
+
+def test_a_short_batch_is_padded_with_ignored_rows_and_overflow_accumulates(monkeypatch):
+    # 2 rows, sync_capacity 4: the block's last two rows are padding labelled -1
+    fasa = FASA(2, 2, [5, 5], sync_capacity=4)
+    other = rank1_block(4, 2, [], seed=0)
+    world = TwoRankWorld(monkeypatch, [*other, *other])
+    fasa.update(torch.ones(2, 2), torch.tensor([1, 0]))
+    assert world.sent[1].tolist() == [1, 0, -1, -1], f"labels sent: {world.sent[1].tolist()}"
+    # two steps each with 6 foreground rows over a capacity of 4: 2 + 2 rows kept out
+    fasa = FASA(2, 2, [5, 5], sync_capacity=4)
+    world = TwoRankWorld(monkeypatch, [*other, *other])
+    for _ in range(2):
+        fasa.update(torch.ones(6, 2), torch.tensor([0, 1] * 3))
+    assert fasa.skipped_rows.tolist() == [0, 4], f"skipped rows: {fasa.skipped_rows.tolist()}"
+
+
+def test_adaptation_loss_reduction_is_a_no_op_in_one_process():
+    fasa = FASA(2, 2, [5, 5])
+    fasa.loss_sum.copy_(torch.tensor([1.5, 2.0], dtype=torch.float64))
+    fasa.reduce_adaptation_losses()  # no process group: nothing to reduce, and no error
+    assert fasa.loss_sum.tolist() == [1.5, 2.0]

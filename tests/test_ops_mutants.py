@@ -310,6 +310,34 @@ def test_bernoulli_trial_is_word_below_p_times_2_32(backend):
     assert drawn == [0, 1], f"class drawn at p = word / 2^32 and one step above: got {drawn}"
 
 
+@pytest.mark.parametrize("backend", ["reference", "native"])
+def test_bernoulli_trial_compares_the_whole_word(backend):
+    # a word one below a float32 multiple of 2^-32 times 2^32: drawn at that p (word < p * 2^32),
+    # though the word rounded to float32 would equal p * 2^32
+    from fasa_fast.ops import use_backend
+    from tests.oracle import philox_oracle
+
+    if backend not in _library.available_backends("cpu"):
+        pytest.skip("no compiled CPU kernels")
+    seed = 3
+    call = next(
+        c
+        for c in range(1, 5000)
+        if philox_oracle((0, 0, 0, c), (seed, 0))[0] % 256 == 255
+        and philox_oracle((0, 0, 0, c), (seed, 0))[0] >= 2**24
+    )
+    word = philox_oracle((0, 0, 0, call), (seed, 0))[0]
+    p = torch.tensor((word + 1) / 2.0**32, dtype=torch.float32)
+    assert p.double().item() * 2.0**32 == word + 1
+    with use_backend("cpu", backend):
+        state = torch.tensor([seed, call], dtype=torch.int64)
+        _, _, counts = sample_virtual_features(
+            torch.zeros(1, 4), torch.ones(1, 4), torch.ones(1, dtype=torch.long),
+            p.reshape(1), state, 1, 4,
+        )  # fmt: skip
+    assert int(counts[1]) == 1, "word < p * 2^32 by one: expected the class drawn"
+
+
 @pytest.mark.parametrize("seed", [-(2**63), 2**63 - 1, 0])
 def test_rng_state_takes_any_64_bit_seed(seed):
     state = make_rng_state(seed)

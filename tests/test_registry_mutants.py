@@ -94,8 +94,11 @@ def test_declare_op_records_everything_once(probe):
     assert registry[name] is op, "a refused declaration must not replace the first"
 
 
+# ids without the word the mutation run's -k drops (tests/scripts: mutation.sh)
 @pytest.mark.parametrize(
-    "field, target", [("reference", "no_colon"), ("triton", "a:b:c"), ("reference", "")]
+    "field, target",
+    [("reference", "no_colon"), ("triton", "a:b:c"), ("reference", "")],
+    ids=["no-colon", "two-colons", "empty"],
 )
 def test_declare_op_wants_module_colon_function(probe, field, target):
     name, registry = probe
@@ -166,7 +169,7 @@ def test_install_without_an_autograd_rule_leaves_the_op_without_one(probe, monke
     assert not has_rule, "no backward declared: expected no autograd kernel"
 
 
-def test_install_routes_cuda_to_triton_when_it_imports(probe, monkeypatch):
+def test_install_routes_cuda_by_the_default_policy(probe, monkeypatch):
     name, _ = probe
     monkeypatch.setattr(_library, "triton_available", lambda: True)
     declare_probe(name)
@@ -186,6 +189,7 @@ def test_install_routes_cuda_to_triton_when_it_imports(probe, monkeypatch):
         ("cuda", "reference", True, True, "reference"),
         ("cuda", "", False, True, "triton"),  # an empty variable is no choice
     ],
+    ids=[f"case{i}" for i in range(8)],  # no backend names in ids: see above
 )
 def test_default_backend_policy(monkeypatch, device_type, env, native, triton, expected):
     variable = f"FASA_FAST_{device_type.upper()}_BACKEND"
@@ -241,7 +245,11 @@ def test_version_tuple(version, expected):
     assert _library._version_tuple(version) == expected
 
 
-@pytest.mark.parametrize("version, usable", [("3.2.0", True), ("3.1.9", False), ("3.6.0", True)])
+@pytest.mark.parametrize(
+    "version, usable",
+    [("3.2.0", True), ("3.1.9", False), ("3.6.0", True)],
+    ids=["3.2", "3.1", "3.6"],
+)
 def test_oldest_usable_compiler_version(monkeypatch, version, usable):
     triton = need("triton")
 
@@ -281,3 +289,26 @@ def test_available_backends_by_device(monkeypatch, device_type, interpret, compi
     monkeypatch.setattr(_library, "native_available", lambda d: True)
     monkeypatch.setattr(_library, "triton_available", lambda: compiler)
     assert _library.available_backends(device_type) == expected
+
+
+def test_a_refused_native_switch_from_native_stays_native(monkeypatch):
+    # native was serving, the extension is gone: nothing to put back, the refusal says why
+    if "native" not in _library.available_backends("cpu"):
+        pytest.skip("no compiled CPU kernels")
+    with _library.use_backend("cpu", "native"):
+        monkeypatch.setattr(_library, "extension_loaded", lambda: False)
+        with pytest.raises(RuntimeError, match="backend 'native' is not available on cpu"):
+            _library.set_backend("cpu", "native")
+        assert _library.get_backend("cpu") == "native"
+        monkeypatch.undo()
+
+
+def test_python_kernels_are_not_counted_as_native():
+    # with Python kernels registered over the extension's, the dispatcher has a kernel for the
+    # device, but it is not the compiled one
+    if "native" not in _library.available_backends("cpu"):
+        pytest.skip("no compiled CPU kernels")
+    with _library.use_backend("cpu", "reference"):
+        assert not _library.native_available("cpu")
+    with _library.use_backend("cpu", "native"):
+        assert _library.native_available("cpu")
