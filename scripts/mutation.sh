@@ -19,8 +19,9 @@
 # MUTATION_MODULES (a subset of the group's modules, e.g. "fasa_fast/engine.py"), MUTATION_RERUN=1
 # (rerun only the mutants the group's last run did not kill, with the working tree's
 # tests/test_*_mutants.py (core) or tests/mmdet/test_*_units.py (mmdet), on the same snapshot:
-# to confirm that new tests kill them). Results stay in .mutation/<group>/: scores.txt,
-# survivors.diff (each surviving mutant's diff), mutmut.log.
+# to confirm that new tests kill them). Results stay in .mutation/<group>/ (MUTATION_SCRATCH:
+# another folder): scores.txt, survivors.diff (each surviving mutant's diff), mutmut.log.
+# MUTATION_TESTS="tests/x.py ..." replaces the group's whole test selection.
 # MUTATION_RESUME=1 goes on with an interrupted run. MUTATION_TIMEOUT_MULTIPLIER (default 60).
 # Needs .venv (`make env`); installs the pinned mutmut into it when missing.
 set -euo pipefail
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY="$ROOT/.venv/bin/python"
 MUTMUT_VERSION=3.8.1
-SCRATCH="$ROOT/.mutation"
+SCRATCH="${MUTATION_SCRATCH:-$ROOT/.mutation}"
 JOBS=${MUTATION_JOBS:-1}
 NICE=${MUTATION_NICE:-10}
 log() { echo "[mutation] $*" >&2; }
@@ -209,8 +210,11 @@ write_config() {
   local work=$1 group=$2
   local -n tests="${group}_tests"
   local selection=("${tests[@]}") modules
+  if [ -n "${MUTATION_TESTS:-}" ]; then
+    read -r -a selection <<<"$MUTATION_TESTS"
+  fi
   # the tests written to kill mutants (tests/test_*_mutants.py) join the core group's selection
-  if [ "$group" = core ]; then
+  if [ "$group" = core ] && [ -z "${MUTATION_TESTS:-}" ]; then
     for t in "$work"/tests/test_*_mutants.py; do [ -e "$t" ] && selection+=("tests/${t##*/}"); done
   fi
   read -r -a modules <"$work/modules.txt"
