@@ -95,7 +95,7 @@ snapshot() {
   local work=$1
   rm -rf "$work"
   mkdir -p "$work"
-  cp -a fasa_fast tests configs pyproject.toml setup.py "$work"/
+  cp -a fasa_fast tests tools configs pyproject.toml setup.py "$work"/
   rm -rf "$work/fasa_fast/kernels"
   cp -a kernels "$work/fasa_fast/kernels"
   find "$work" -name __pycache__ -type d -prune -exec rm -rf {} +
@@ -223,6 +223,8 @@ write_config() {
 
 [tool.mutmut]
 source_paths = ["fasa_fast"]
+# what the tests read besides the package (mutmut copies tests/ itself)
+also_copy = ["tools", "configs"]
 only_mutate = $(toml_list "${modules[@]}")
 pytest_add_cli_args_test_selection = $(toml_list "${selection[@]}" -m "$marker" -k "$keyword" ${extra_args[@]+"${extra_args[@]}"})
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:benchmark"]
