@@ -348,3 +348,28 @@ def test_rng_state_takes_any_64_bit_seed(seed):
 def test_rng_state_refuses_seeds_beyond_64_bits(seed):
     with pytest.raises(ValueError, match=f"seed: expected a 64-bit integer, got {seed}"):
         make_rng_state(seed)
+
+
+def test_reference_fisher_distance_bounds_its_intermediates():
+    # the C x C x D differences are formed max_elements at a time (here one row of 4 x 16):
+    # no tensor the reference creates is larger than that or than the C x C result
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    from fasa_fast.ops.reference import fisher_distance_reference
+
+    class Largest(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for leaf in tree_leaves(out):
+                if isinstance(leaf, torch.Tensor):
+                    Largest.largest = max(Largest.largest, leaf.numel())
+            return out
+
+    mean, std = torch.randn(4, 16), torch.rand(4, 16) + 0.5
+    with Largest():
+        got = fisher_distance_reference(mean, std, 1e-6, max_elements=64)
+    assert Largest.largest <= 64, f"largest tensor: {Largest.largest} elements, bound 64"
+    torch.testing.assert_close(got.double(), fisher_oracle(mean, std, 1e-6))
