@@ -66,6 +66,17 @@ def stand_in_loop(batches, iteration, epoch):
     return loop, events
 
 
+def test_the_loop_is_built_as_mmengine_builds_it():
+    # positional and keyword arguments reach EpochBasedTrainLoop; nothing pending to restore
+    class Loader(list):
+        dataset = SimpleNamespace()  # no metainfo: mmengine only warns
+
+    loader = Loader([0, 1, 2])
+    loop = ResumableEpochBasedTrainLoop(SimpleNamespace(), loader, max_epochs=2)
+    assert (loop.max_epochs, loop.max_iters, loop.dataloader) == (2, 6, loader)
+    assert loop._resume_rng_states is None
+
+
 def test_iterations_into_epoch():
     loop = SimpleNamespace(iter=11, epoch=2, dataloader=[0] * 4)
     assert iterations_into_epoch(loop) == 3
@@ -272,6 +283,9 @@ def test_cpu_launcher_gives_ddp_wrappers_no_device_ids(monkeypatch):
     config = cfg(model_wrapper_cfg=dict(type=NotDDP))
     cli.init_distributed_without_cuda(config)
     assert config.model_wrapper_cfg == dict(type=NotDDP), "not a DDP: left as configured"
+    config = cfg(model_wrapper_cfg=dict(broadcast_buffers=False))  # no type: mmengine's DDP
+    cli.init_distributed_without_cuda(config)
+    assert config.model_wrapper_cfg == dict(broadcast_buffers=False, device_ids=None)
     config = cfg(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=[0]))
     cli.init_distributed_without_cuda(config)
     assert config.model_wrapper_cfg.device_ids == [0], "an explicit device list is kept"

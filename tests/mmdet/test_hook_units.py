@@ -176,9 +176,10 @@ def test_default_adaptation_loader_is_the_held_out_split_without_augmentation(mo
     assert (loader["batch_size"], loader["num_workers"]) == (2, 0)
 
 
-@pytest.mark.parametrize("train", [dict(dataset=dict(type="LVISV1Dataset")), dict()])
+@pytest.mark.parametrize("train", [dict(dataset=dict(type="LVISV1Dataset")), dict(), None])
 def test_default_adaptation_loader_needs_a_held_out_split(model, train):
-    runner = stand_in_runner(model, "no-split", cfg=dict(train_dataloader=train))
+    cfg = {} if train is None else dict(train_dataloader=train)  # None: no training loader
+    runner = stand_in_runner(model, f"no-split-{train is None}", cfg=cfg)
     with pytest.raises(ValueError, match="not wrapped in a FASAHeldOutSplit"):
         FASAHook().default_adapt_dataloader(runner)
 
@@ -372,8 +373,8 @@ def test_after_train_epoch_adapts_logs_and_keeps_the_history(model, monkeypatch)
     heads = [SimpleNamespace(fasa=e, fasa_class_frequency=["r", "r", "c", "f"]) for e in engines]
     hook = FASAHook()
     hook.stages = [(0, heads[0]), (2, heads[1])]
-    monkeypatch.setattr(hook, "_adaptation_pass", lambda runner: 6)
     runner = stand_in_runner(model, "after-epoch", epoch=2)
+    monkeypatch.setattr(hook, "_adaptation_pass", lambda r: 6 if r is runner else pytest.fail())
     runner.message_hub.update_info("fasa_history", [{"epoch": 2, "fasa.s0/p_rare": 0.5}])
     hook.after_train_epoch(runner)
 
@@ -387,7 +388,11 @@ def test_after_train_epoch_adapts_logs_and_keeps_the_history(model, monkeypatch)
     )
     warnings = runner.log.messages("WARNING")
     assert len(warnings) == 2, warnings
-    assert warnings[0].startswith("fasa.s2: the adaptation pass found no ground-truth box")
+    assert warnings[0] == (
+        "fasa.s2: the adaptation pass found no ground-truth box of any class: the probabilities "
+        "stay as they are; check the adaptation set's annotations (FASAHook adapt_dataloader / "
+        "FASAHeldOutSplit)"
+    )
     assert warnings[1].startswith("fasa.s0: this epoch kept 3 foreground rows with NaN/Inf")
     assert "and 0 rows beyond sync_capacity" in warnings[1]
     assert [e.skipped_rows.tolist() for e in engines] == [[0, 0], [0, 0]], "counters reset"
@@ -623,3 +628,42 @@ def test_after_train_draws_the_figures_on_rank_zero(
     torch.testing.assert_close(weight, head.fc_cls.weight[:NUM_CLASSES], rtol=0, atol=0)
     assert counts is head.fasa.instance_counts
     assert path == f"{tmp_path}/fasa_weight_norms.png"
+
+
+def test_after_train_epoch_names_a_single_stage_fasa(model, monkeypatch):
+    engine = FakeEngine(True, summary(), torch.ones(1))
+    hook = FASAHook()
+    hook.stages = [(None, SimpleNamespace(fasa=engine, fasa_class_frequency=None))]
+    monkeypatch.setattr(hook, "_adaptation_pass", lambda runner: 2)
+    runner = stand_in_runner(model, "single-stage")
+    hook.after_train_epoch(runner)
+    info = runner.log.messages("INFO")
+    assert "fasa: adaptation 2 on 2 images: 3 groups, 1 raised, 2 lowered, 4 classes moved" in info
+
+
+def test_after_train_epoch_gathers_states_when_an_epoch_checkpoint_is_due(model, monkeypatch):
+    fake_world(monkeypatch, "rank 1 states")
+    monkeypatch.setattr(hooks_module, "all_reduce", lambda t, op: None)
+    engine = FakeEngine(False, None, torch.ones(1))
+    hook = FASAHook()
+    hook.stages = [(None, SimpleNamespace(fasa=engine, fasa_class_frequency=None))]
+    runner = stand_in_runner(model, "gather-at-epoch-end", epoch=1)
+    runner.hooks = [CheckpointHook(interval=2)]  # epoch 2 ends: an epoch checkpoint is due
+    runner.iter, runner.max_epochs, runner.max_iters = 7, 4, 16
+    hook.after_train_epoch(runner)
+    assert hook._rng_states_to_save is not None and hook._rng_states_to_save[1] == "rank 1 states"
+
+
+def test_after_train_without_history_draws_an_empty_figure(model, monkeypatch, tmp_path):
+    histories = []
+    monkeypatch.setattr(
+        hooks_module.reporting, "plot_probability_history", lambda h, path: histories.append(h)
+    )
+    monkeypatch.setattr(hooks_module.reporting, "plot_weight_norms", lambda *args: None)
+    hook = FASAHook()
+    hook.stages = [(None, model.roi_head.bbox_head)]
+    runner = stand_in_runner(model, "no-history")
+    runner.work_dir = str(tmp_path)
+    hook.after_train(runner)
+    assert histories == [[]]
+    assert runner.log.messages("INFO") == [f"fasa plots written to {tmp_path}"]

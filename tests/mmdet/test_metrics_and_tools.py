@@ -253,3 +253,24 @@ def test_fixed_ap_metric_reports_pooled_ap(tmp_path):
     metrics = metric.compute_metrics(results)
     assert metrics["APpool"] == pytest.approx(2 / 3, abs=1e-9)
     assert metrics["AP"] == pytest.approx(0.75, abs=1e-9)
+
+
+def test_fixed_ap_metric_keeps_the_top_k_of_each_class_and_is_unpooled_by_default(tmp_path):
+    from fasa_fast.mmdet.metrics import FASALVISFixedAPMetric
+    from tests.lvis_files import tiny_lvis
+
+    gt_path, perfect = tiny_lvis(tmp_path)
+    false_positive = {
+        "image_id": 2,
+        "category_id": 2,
+        "bbox": [50.0, 50.0, 8.0, 8.0],
+        "score": 0.95,
+    }
+    results = {1: [dict(perfect[0], score=0.9)], 2: [dict(perfect[1], score=0.5), false_positive]}
+    # top-1 per class: class 2 keeps its highest-scored detection, the false positive: AP 0
+    top1 = FASALVISFixedAPMetric(gt_path, pooled=True, topk=1)  # ann_file given positionally
+    assert top1.compute_metrics(results)["AP"] == pytest.approx(0.5, abs=1e-9)
+    plain = FASALVISFixedAPMetric(ann_file=gt_path)
+    assert plain.pooled is False
+    metrics = plain.compute_metrics(results)
+    assert "APpool" not in metrics and metrics["AP"] == pytest.approx(0.75, abs=1e-9)
