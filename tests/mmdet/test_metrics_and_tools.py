@@ -274,3 +274,31 @@ def test_fixed_ap_metric_keeps_the_top_k_of_each_class_and_is_unpooled_by_defaul
     assert plain.pooled is False
     metrics = plain.compute_metrics(results)
     assert "APpool" not in metrics and metrics["AP"] == pytest.approx(0.75, abs=1e-9)
+
+
+def test_pooled_ap_follows_the_precision_envelope_over_recall(tmp_path):
+    # pooled ranking TP (0.9), FP (0.8), TP (0.5) over 2 ground-truth boxes: precision 1 up to
+    # recall 1/2, then 2/3; LVIS AP reads it at the 101 recall points 0, 0.01, ..., 1
+    from fasa_fast.mmdet.metrics import pooled_ap
+    from tests.lvis_files import tiny_lvis
+
+    _, perfect = tiny_lvis(tmp_path)
+    false_positive = {"image_id": 2, "category_id": 2, "bbox": [50.0, 50.0, 8.0, 8.0], "score": 0.8}
+    detections = [dict(perfect[0], score=0.9), false_positive, dict(perfect[1], score=0.5)]
+    expected = (51 * 1.0 + 50 * (2 / 3)) / 101
+    assert pooled_ap(lvis_eval_of(tmp_path, detections)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_pooled_ap_of_a_single_ground_truth_box(tmp_path):
+    from lvis import LVIS, LVISEval, LVISResults
+
+    from fasa_fast.mmdet.metrics import pooled_ap
+    from tests.lvis_files import tiny_lvis
+
+    gt_path, perfect = tiny_lvis(tmp_path)
+    gt = LVIS(gt_path)
+    evaluator = LVISEval(gt, LVISResults(gt, [dict(perfect[0], score=0.9)], max_dets=-1), "bbox")
+    evaluator.params.img_ids = [1]  # one image, one box
+    evaluator.params.max_dets = -1
+    evaluator.run()
+    assert pooled_ap(evaluator) == pytest.approx(1.0)
