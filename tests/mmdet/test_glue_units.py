@@ -101,7 +101,9 @@ def test_an_epoch_from_its_start_runs_every_batch():
 
 def test_a_mid_epoch_resume_skips_the_trained_batches(monkeypatch):
     logged = []
-    monkeypatch.setattr(loops_module, "print_log", lambda msg, logger=None: logged.append(msg))
+    monkeypatch.setattr(
+        loops_module, "print_log", lambda msg, logger=None: logged.append((msg, logger))
+    )
     batches = Batches(5)
     loop, events = stand_in_loop(batches, iteration=5 * 2 + 3, epoch=2)
     loop.run_epoch()
@@ -111,7 +113,10 @@ def test_a_mid_epoch_resume_skips_the_trained_batches(monkeypatch):
     assert events[:2] == ["before_train_epoch", "train"] and events[-1] == "after_train_epoch"
     assert loop.epoch == 3
     assert logged == [
-        "resuming epoch 3 at batch 4 of 5: skipping the 3 batches the checkpoint had trained"
+        (
+            "resuming epoch 3 at batch 4 of 5: skipping the 3 batches the checkpoint had trained",
+            "current",  # mmengine's current logger: the run's log file too
+        )
     ], logged
 
 
@@ -435,3 +440,5 @@ def test_adaptation_sampler_splits_one_fixed_sample_over_the_ranks(monkeypatch, 
     assert list(sampler) == expected and len(sampler) == len(expected)
     everything = FASAAdaptationSampler(list(range(5)))
     assert list(everything) == list(range(5))[rank::world]
+    default_seed = FASAAdaptationSampler(list(range(40)), num_samples=7)
+    assert list(default_seed) == fixed_sample(40, 7, seed=0)[rank::world]

@@ -269,8 +269,13 @@ def test_before_train_warns_when_a_plain_loop_resumes_mid_epoch(model, loop_type
     FASAHook(adapt_dataloader=adapt).before_train(runner)
     warnings = runner.log.messages("WARNING")
     if warns:
-        assert len(warnings) == 1 and "1 batches into epoch 3" in warnings[0], warnings
-        assert "ResumableEpochBasedTrainLoop" in warnings[0]
+        assert warnings == [
+            "FASAHook: resuming at iteration 7, 1 batches into epoch 3, with "
+            "EpochBasedTrainLoop, which restarts the epoch from its first batch: those batches "
+            "are trained again and FASA folds their features into its statistics twice. Set "
+            "train_cfg=dict(type='ResumableEpochBasedTrainLoop') (fasa_fast.mmdet) to continue "
+            "after them"
+        ], warnings
     else:
         assert warnings == []
 
@@ -472,6 +477,7 @@ def checkpoint_runner(epoch, iteration, max_epochs=4, max_iters=40, hooks=()):
         (dict(interval=2, save_begin=3), 1, 0, True, False),
         (dict(interval=5, by_epoch=False), 0, 9, False, True),  # iteration 10
         (dict(interval=5, by_epoch=False), 0, 8, False, False),
+        (dict(interval=5, by_epoch=False, save_begin=20), 0, 9, False, False),
         (dict(interval=5, by_epoch=False), 0, 9, True, False),
         (
             dict(interval=7, by_epoch=False, save_last=True),
@@ -585,8 +591,11 @@ def test_loading_states_of_another_world_size_warns_and_restores_nothing(model, 
     runner = stand_in_runner(model, "world-size")
     FASAHook().after_load_checkpoint(runner, {"fasa_rng_states": [saved, saved]})
     assert torch.rand(1).item() == expected, "generators must be left alone"
-    (warning,) = runner.log.messages("WARNING")
-    assert "random generators of 2 processes, this run has 1" in warning
+    assert runner.log.messages("WARNING") == [
+        "FASAHook: the checkpoint holds the random generators of 2 processes, this run has 1: "
+        "they are not restored, so the resumed run samples RoIs and augmentations differently "
+        "from the interrupted one (FASA's own draws follow its saved counter either way)"
+    ]
     FASAHook().after_load_checkpoint(runner, {})  # a checkpoint without them: nothing happens
     assert len(runner.log.messages("WARNING")) == 1
 
@@ -667,3 +676,30 @@ def test_after_train_without_history_draws_an_empty_figure(model, monkeypatch, t
     hook.after_train(runner)
     assert histories == [[]]
     assert runner.log.messages("INFO") == [f"fasa plots written to {tmp_path}"]
+
+
+def test_cascade_stage_scores_are_that_stage_head_on_the_rois(tmp_path, ann_file):
+    # the adaptation pass scores the boxes with each FASA stage's own extractor and head
+    from fasa_fast.mmdet.hooks import roi_cls_scores
+
+    cascade = build(cascade_config(tmp_path, ann_file, stages=(0, 2)))
+    cascade.eval()
+    data = cascade.data_preprocessor(packed_batches(1)[0], False)
+    with torch.no_grad():
+        x = cascade.extract_feat(data["inputs"])
+        boxes = [s.gt_instances.bboxes for s in data["data_samples"]]
+        rois = torch.cat(
+            [torch.cat([b.new_full((len(b), 1), i), b], 1) for i, b in enumerate(boxes)]
+        )
+        for stage in (0, 2):
+            extractor = cascade.roi_head.bbox_roi_extractor[stage]
+            head = cascade.roi_head.bbox_head[stage]
+            expected = head(extractor(x[: extractor.num_inputs], rois))[0]
+            got = roi_cls_scores(cascade.roi_head, stage, x, rois)
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    hook = FASAHook()
+    hook.stages = fasa_stages(cascade)
+    hook.adapt_loader = packed_batches(1)
+    assert hook._adaptation_pass(SimpleNamespace(model=cascade)) == 2
+    counts = [int(head.fasa.loss_count.sum()) for _, head in hook.stages]
+    assert counts == [5, 5], f"GT boxes scored per FASA stage: {counts}"
