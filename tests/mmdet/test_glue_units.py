@@ -442,3 +442,22 @@ def test_adaptation_sampler_splits_one_fixed_sample_over_the_ranks(monkeypatch, 
     assert list(everything) == list(range(5))[rank::world]
     default_seed = FASAAdaptationSampler(list(range(40)), num_samples=7)
     assert list(default_seed) == fixed_sample(40, 7, seed=0)[rank::world]
+
+
+# ---- lvis-api on the pinned numpy ---------------------------------------------------------------
+def test_lvis_shim_gives_lvis_eval_a_float_alias_and_leaves_numpy_alone(monkeypatch):
+    import lvis.eval
+
+    from fasa_fast.mmdet import lvis_compat
+
+    assert lvis_compat.lvis_needs_compat() is (not hasattr(np, "float"))
+    monkeypatch.setattr(lvis.eval, "np", np)  # as lvis imported it, before the shim
+    if not lvis_compat.lvis_needs_compat():
+        assert lvis_compat.install_lvis_numpy_compat() is False and lvis.eval.np is np
+        return
+    assert lvis_compat.install_lvis_numpy_compat() is True
+    view = lvis.eval.np
+    assert view is not np and view.__name__ == "numpy" and view.float is float
+    assert view.zeros is np.zeros and view.asarray is np.asarray, "numpy's own names, unchanged"
+    assert not hasattr(np, "float"), "numpy itself must stay untouched"
+    assert lvis_compat.install_lvis_numpy_compat() is True and lvis.eval.np is view, "idempotent"
