@@ -94,7 +94,7 @@ def test_declare_op_records_everything_once(probe):
     assert registry[name] is op, "a refused declaration must not replace the first"
 
 
-# ids without the word the mutation run's -k drops (tests/scripts: mutation.sh)
+# ids without the word the mutation run's -k drops (scripts/mutation.sh)
 @pytest.mark.parametrize(
     "field, target",
     [("reference", "no_colon"), ("triton", "a:b:c"), ("reference", "")],

@@ -217,6 +217,19 @@ def lvis_eval_of(tmp_path, detections):
     return evaluator
 
 
+def far_false_positive(score: float) -> dict:
+    """A class-2 detection on image 2 far from its ground-truth box (of ``tiny_lvis``)."""
+    return {"image_id": 2, "category_id": 2, "bbox": [50.0, 50.0, 8.0, 8.0], "score": score}
+
+
+def scored_results(perfect) -> dict:
+    """Per-image results: class 1 found (0.9); class 2 found (0.5) and a false positive (0.95)."""
+    return {
+        1: [dict(perfect[0], score=0.9)],
+        2: [dict(perfect[1], score=0.5), far_false_positive(0.95)],
+    }
+
+
 def test_pooled_ap_hand_computed(tmp_path):
     from fasa_fast.mmdet.metrics import pooled_ap
     from tests.lvis_files import tiny_lvis
@@ -226,13 +239,7 @@ def test_pooled_ap_hand_computed(tmp_path):
     # class 2 also fires on image 2 far from anything, with the highest score of all: pooled
     # ranking FP (0.95), TP (0.9), TP (0.5): precision 2/3 at every recall level.
     scored = [dict(perfect[0], score=0.9), dict(perfect[1], score=0.5)]
-    false_positive = {
-        "image_id": 2,
-        "category_id": 2,
-        "bbox": [50.0, 50.0, 8.0, 8.0],
-        "score": 0.95,
-    }
-    evaluator = lvis_eval_of(tmp_path, [*scored, false_positive])
+    evaluator = lvis_eval_of(tmp_path, [*scored, far_false_positive(0.95)])
     assert pooled_ap(evaluator) == pytest.approx(2 / 3, abs=1e-9)
     assert evaluator.results["AP"] == pytest.approx((1.0 + 0.5) / 2, abs=1e-9)  # per-class mean
 
@@ -243,13 +250,7 @@ def test_fixed_ap_metric_reports_pooled_ap(tmp_path):
 
     gt_path, perfect = tiny_lvis(tmp_path)
     metric = FASALVISFixedAPMetric(ann_file=gt_path, pooled=True)
-    false_positive = {
-        "image_id": 2,
-        "category_id": 2,
-        "bbox": [50.0, 50.0, 8.0, 8.0],
-        "score": 0.95,
-    }
-    results = {1: [dict(perfect[0], score=0.9)], 2: [dict(perfect[1], score=0.5), false_positive]}
+    results = scored_results(perfect)
     metrics = metric.compute_metrics(results)
     assert metrics["APpool"] == pytest.approx(2 / 3, abs=1e-9)
     assert metrics["AP"] == pytest.approx(0.75, abs=1e-9)
@@ -260,13 +261,7 @@ def test_fixed_ap_metric_keeps_the_top_k_of_each_class_and_is_unpooled_by_defaul
     from tests.lvis_files import tiny_lvis
 
     gt_path, perfect = tiny_lvis(tmp_path)
-    false_positive = {
-        "image_id": 2,
-        "category_id": 2,
-        "bbox": [50.0, 50.0, 8.0, 8.0],
-        "score": 0.95,
-    }
-    results = {1: [dict(perfect[0], score=0.9)], 2: [dict(perfect[1], score=0.5), false_positive]}
+    results = scored_results(perfect)
     # top-1 per class: class 2 keeps its highest-scored detection, the false positive: AP 0
     top1 = FASALVISFixedAPMetric(gt_path, pooled=True, topk=1)  # ann_file given positionally
     assert top1.compute_metrics(results)["AP"] == pytest.approx(0.5, abs=1e-9)
@@ -283,8 +278,7 @@ def test_pooled_ap_follows_the_precision_envelope_over_recall(tmp_path):
     from tests.lvis_files import tiny_lvis
 
     _, perfect = tiny_lvis(tmp_path)
-    false_positive = {"image_id": 2, "category_id": 2, "bbox": [50.0, 50.0, 8.0, 8.0], "score": 0.8}
-    detections = [dict(perfect[0], score=0.9), false_positive, dict(perfect[1], score=0.5)]
+    detections = [dict(perfect[0], score=0.9), far_false_positive(0.8), dict(perfect[1], score=0.5)]
     expected = (51 * 1.0 + 50 * (2 / 3)) / 101
     assert pooled_ap(lvis_eval_of(tmp_path, detections)) == pytest.approx(expected, abs=1e-9)
 
