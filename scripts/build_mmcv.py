@@ -10,6 +10,11 @@ keyed by mmcv version, torch version and the C++ standard, so a fresh clone (CI)
 only a fresh machine pays the ~14 minute build on 2 cores.
 
 Usage: ``.venv/bin/python scripts/build_mmcv.py [--version 2.1.0]``
+
+``--cuda-arch 9.0 --wheel-dir .whl`` builds, in the running env, a wheel with mmcv's CUDA ops as
+well (``FORCE_CUDA=1``: no GPU is needed to compile) and only copies it to ``--wheel-dir``: the
+lent GPU machine's image has no mmcv and cannot build it in its time budget, so
+``scripts/gpu_mmdet_wheels.sh`` builds it here, in the twin of that image (``.venv-gpu-twin``).
 """
 
 from __future__ import annotations
@@ -52,6 +57,16 @@ def patch_cxx_standard(setup_py: Path) -> int:
     return count
 
 
+def cuda_library_includes() -> list[str]:
+    """The CUDA library headers (``cusparse.h``, ``cublas_v2.h``, ...) that torch's CUDA wheels
+    install as ``nvidia-*`` packages: ATen's CUDA headers include them, and an nvcc installed
+    without those libraries (this machine's) lacks them."""
+    import site
+
+    roots = [Path(p) / "nvidia" for p in site.getsitepackages()]
+    return sorted(str(d) for r in roots if r.is_dir() for d in r.glob("*/include") if d.is_dir())
+
+
 def pip(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True, env=env, cwd=cwd)
 
@@ -64,9 +79,15 @@ def mmcv_installed_with_ops(version: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", default="2.1.0")
+    parser.add_argument(
+        "--cuda-arch", default=None, help="also compile the CUDA ops for these archs (e.g. 9.0)"
+    )
+    parser.add_argument(
+        "--wheel-dir", default=None, help="copy the wheel here instead of installing it"
+    )
     args = parser.parse_args()
 
-    if mmcv_installed_with_ops(args.version):
+    if args.wheel_dir is None and mmcv_installed_with_ops(args.version):
         print(f"[build_mmcv] mmcv {args.version} with ops already installed")
         return 0
 
@@ -75,6 +96,8 @@ def main() -> int:
     cxx20 = torch_needs_cxx20()
     tag = f"mmcv-{args.version}_torch-{torch.__version__}_{'cxx20' if cxx20 else 'stock'}"
     tag += f"_{sysconfig.get_platform()}_py{sys.version_info.major}{sys.version_info.minor}"
+    if args.cuda_arch:
+        tag += f"_cuda-{args.cuda_arch.replace(';', '-')}"
     wheel_dir = cache_root() / "wheels" / tag
     wheels = sorted(wheel_dir.glob("mmcv-*.whl")) if wheel_dir.is_dir() else []
     if not wheels:
@@ -97,6 +120,12 @@ def main() -> int:
             env = dict(os.environ)
             env["MMCV_WITH_OPS"] = "1"
             env.pop("FORCE_CUDA", None)  # our own FORCE_CUDA must not switch mmcv to CUDA ops
+            if args.cuda_arch:
+                env.update(FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST=args.cuda_arch)
+                includes = cuda_library_includes()
+                env["CPATH"] = os.pathsep.join([*includes, env.get("CPATH", "")]).rstrip(":")
+                flags = " ".join(f"-I{d}" for d in includes)
+                env["NVCC_APPEND_FLAGS"] = f"{env.get('NVCC_APPEND_FLAGS', '')} {flags}".strip()
             env.setdefault("MAX_JOBS", str(os.cpu_count() or 2))
             out = Path(tmp) / "dist"
             print("[build_mmcv] building mmcv ops (about 14 minutes on 2 cores, once per machine)")
@@ -105,6 +134,11 @@ def main() -> int:
             for whl in out.glob("mmcv-*.whl"):
                 shutil.copy2(whl, wheel_dir / whl.name)
         wheels = sorted(wheel_dir.glob("mmcv-*.whl"))
+    if args.wheel_dir is not None:
+        Path(args.wheel_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(wheels[-1], Path(args.wheel_dir) / wheels[-1].name)
+        print(f"[build_mmcv] {wheels[-1].name} -> {args.wheel_dir}")
+        return 0
     pip("install", "--no-deps", "--force-reinstall", str(wheels[-1]))
     if not mmcv_installed_with_ops(args.version):
         raise SystemExit("[build_mmcv] mmcv installed but `import mmcv.ops` fails")

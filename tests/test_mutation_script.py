@@ -1,8 +1,9 @@
 """``scripts/mutation.sh`` (the README's mutation command) end to end on one small module.
 
 The full runs take hours on two cores (docs/mutation.md); this runs the same script on
-``fasa_fast/mmdet/loops.py`` against the unit tests that pin it, in a scratch folder: snapshot,
-the check that the copy is what imports, mutmut, and the score table it reports.
+``fasa_fast/mmdet/lvis_compat.py`` (25 mutants) against the unit tests that pin it, in a
+scratch folder: snapshot, the check that the copy is what imports, mutmut, and the score table
+it reports.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def test_mutation_command_scores_a_module(tmp_path):
     env = dict(
         os.environ,
         MUTATION_SCRATCH=str(tmp_path),
-        MUTATION_MODULES="fasa_fast/mmdet/loops.py",
+        MUTATION_MODULES="fasa_fast/mmdet/lvis_compat.py",
         MUTATION_TESTS="tests/mmdet/test_glue_units.py",
         MUTATION_JOBS="2",
     )
@@ -41,7 +42,7 @@ def test_mutation_command_scores_a_module(tmp_path):
         line.split()[0]: line.split()
         for line in (tmp_path / "mmdet" / "scores.txt").read_text().splitlines()[1:]
     }
-    module, total = rows["fasa_fast/mmdet/loops.py"], rows["total"]
+    module, total = rows["fasa_fast/mmdet/lvis_compat.py"], rows["total"]
     mutants, killed, unchecked = int(module[1]), int(module[2]), int(module[7])
     assert mutants > 0 and unchecked == 0, module
     assert killed > 0 and module[8] == f"{100 * killed / mutants:.1f}%", module

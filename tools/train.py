@@ -16,6 +16,7 @@ from mmengine.runner import Runner
 
 from fasa_fast.mmdet.cli import (
     add_common_arguments,
+    check_amp_device,
     init_distributed_without_cuda,
     load_config,
 )
@@ -40,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args)
     if args.amp:
+        check_amp_device()
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
     if args.resume == "auto":

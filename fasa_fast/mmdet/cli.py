@@ -91,3 +91,28 @@ def init_distributed_without_cuda(cfg: Config) -> bool:
         wrapper.setdefault("device_ids", None)
     cfg.model_wrapper_cfg = wrapper
     return True
+
+
+def amp_device_available() -> bool:
+    """mmengine's own condition for ``AmpOptimWrapper`` (a GPU, NPU, MLU or MUSA device)."""
+    from mmengine.device import (
+        is_cuda_available,
+        is_mlu_available,
+        is_musa_available,
+        is_npu_available,
+    )
+
+    return is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available()
+
+
+def check_amp_device() -> None:
+    """``--amp`` on a machine without an accelerator: stop before anything is built.
+
+    mmengine's ``AmpOptimWrapper`` asserts an accelerator only when the runner builds it, after
+    the datasets (minutes for LVIS); this says the same at once, with the fix.
+    """
+    if not amp_device_available():
+        raise SystemExit(
+            "--amp: mmengine's AmpOptimWrapper trains on a GPU (or NPU, MLU, MUSA) and this "
+            "machine has none (torch.cuda.is_available() is False); train without --amp here"
+        )
