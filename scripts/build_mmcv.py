@@ -57,14 +57,36 @@ def patch_cxx_standard(setup_py: Path) -> int:
     return count
 
 
-def cuda_library_includes() -> list[str]:
-    """The CUDA library headers (``cusparse.h``, ``cublas_v2.h``, ...) that torch's CUDA wheels
-    install as ``nvidia-*`` packages: ATen's CUDA headers include them, and an nvcc installed
-    without those libraries (this machine's) lacks them."""
+def toolkit_root() -> Path:
+    """The CUDA toolkit nvcc belongs to. torch guesses ``dirname(dirname(which nvcc))``, wrong
+    when ``nvcc`` on PATH is a wrapper script (this machine's ``/usr/local/bin/nvcc``); nvcc's
+    dry run prints its real bin directory (setup.py asks it the same way)."""
+    if os.environ.get("CUDA_HOME"):
+        return Path(os.environ["CUDA_HOME"])
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise SystemExit("[build_mmcv] --cuda-arch: no nvcc on PATH and no CUDA_HOME")
+    dry = subprocess.run(
+        [nvcc, "-dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    match = re.search(r"_HERE_=(\S+)", dry.stdout + dry.stderr)
+    return Path(match.group(1)).resolve().parent if match else Path(nvcc).resolve().parents[1]
+
+
+def library_headers(toolkit: Path, into: Path) -> Path:
+    """A folder of links to the CUDA library headers (``cusparse.h``, ``cublas_v2.h``, ...) that
+    torch's CUDA wheels install as ``nvidia-*`` packages and ``toolkit`` lacks: ATen's CUDA
+    headers include them. Only missing headers are linked, so none of the toolkit's own is
+    shadowed by another release's."""
     import site
 
-    roots = [Path(p) / "nvidia" for p in site.getsitepackages()]
-    return sorted(str(d) for r in roots if r.is_dir() for d in r.glob("*/include") if d.is_dir())
+    into.mkdir(parents=True, exist_ok=True)
+    for root in (Path(p) / "nvidia" for p in site.getsitepackages()):
+        for item in sorted(root.glob("*/include/*")) if root.is_dir() else []:
+            if not (toolkit / "include" / item.name).exists() and not (into / item.name).exists():
+                (into / item.name).symlink_to(item)
+    return into
 
 
 def pip(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
@@ -122,10 +144,12 @@ def main() -> int:
             env.pop("FORCE_CUDA", None)  # our own FORCE_CUDA must not switch mmcv to CUDA ops
             if args.cuda_arch:
                 env.update(FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST=args.cuda_arch)
-                includes = cuda_library_includes()
-                env["CPATH"] = os.pathsep.join([*includes, env.get("CPATH", "")]).rstrip(":")
-                flags = " ".join(f"-I{d}" for d in includes)
-                env["NVCC_APPEND_FLAGS"] = f"{env.get('NVCC_APPEND_FLAGS', '')} {flags}".strip()
+                toolkit = toolkit_root()
+                extra = library_headers(toolkit, Path(tmp) / "cuda-library-headers")
+                env["CUDA_HOME"] = str(toolkit)
+                env["CPATH"] = os.pathsep.join(filter(None, [str(extra), env.get("CPATH")]))
+                flags = f"{env.get('NVCC_APPEND_FLAGS', '')} -I{extra}".strip()
+                env["NVCC_APPEND_FLAGS"] = flags
             env.setdefault("MAX_JOBS", str(os.cpu_count() or 2))
             out = Path(tmp) / "dist"
             print("[build_mmcv] building mmcv ops (about 14 minutes on 2 cores, once per machine)")

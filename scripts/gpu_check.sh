@@ -150,6 +150,18 @@ else
     --benchmark-columns=min,median,mean,rounds \
     --benchmark-json="$RESULTS/benchmarks_gpu.json" 2>&1 | tee "$RESULTS/benchmarks.log" | tail -30
   bench_rc=${PIPESTATUS[0]}
+  # with the MMDetection stack carried as wheels (scripts/gpu_mmdet_wheels.sh, on PYTHONPATH):
+  # tools/train.py --amp with the FASA box head, fp16 and bf16
+  if "$PY" -c "import mmdet, mmcv.ops" > /dev/null 2>&1; then
+    echo "== tools/train.py --amp with the mmdet heads"
+    "$PY" -m pytest tests/mmdet/test_amp_runner.py -q -p no:cacheprovider 2>&1 \
+      | tee "$RESULTS/amp_runner.log" | tail -8
+    amp_rc=${PIPESTATUS[0]}
+    tests_rc=$((tests_rc || amp_rc))
+  else
+    echo "== no mmdet/mmcv here: tools/train.py --amp with the mmdet heads not run" \
+      "(scripts/gpu_mmdet_wheels.sh)"
+  fi
 fi
 echo "tests rc=$tests_rc benchmarks rc=$bench_rc; results in $RESULTS"
 exit $((tests_rc || bench_rc))
