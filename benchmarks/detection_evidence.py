@@ -11,14 +11,21 @@ LVISMetric (AP, APr, APc, APf for boxes and masks). Everything is equal but the 
   ``FASAHook``; it trains on the ``train`` side of the same ``FASAHeldOutSplit`` as FASA, so
   both see exactly the same training images (the baseline does not use the held-out ones);
 - **fasa**: ``FASAShared2FCBBoxHead`` + ``FASAHook``, adaptation on the held-out side
-  (``strategy="coverage"``, 10% of the training images, all of them read every pass).
+  (``strategy="coverage"``, 10% of the training images, all of them read every pass), with the
+  engine's default grouping;
+- **fasa-<grouping>** (e.g. ``fasa-single``, ``fasa-dbscan``, ``fasa-per-class``): the same with
+  that grouping rule of ``fasa_fast.grouping`` (``--methods``).
 
 Seed ``s`` sets ``randomness=dict(seed=s)`` for both runs of the pair (weight init, sampling,
 augmentation); the data set and the held-out split do not change with it. Each run is a
-separate process (``--run-one``), one thread; runs go baseline s, fasa s, baseline s+1, ...
-so that a change of machine load hits both methods alike. The JSON holds every run's numbers,
-mean ± sample std per method, and the paired differences (fasa − baseline per seed, then
-mean ± sample std over seeds); a markdown table is printed. Results: docs/detection_evidence.md.
+separate process (``--run-one``), one thread; runs go seed by seed, every method of a seed
+before the next seed (``--jobs`` of them at a time), so that a change of machine load hits all
+methods alike. A FASA run also keeps its checkpoint of every epoch (``--keep-checkpoints``, for
+``benchmarks/grouping_measurement.py``) and records the mean sampling probability per frequency
+group and the grouping of every adaptation. The JSON holds every run's numbers, mean ± sample
+std per method, and the paired differences (each method − baseline per seed, and fasa − each
+other FASA variant, then mean ± sample std over seeds); a markdown table is printed. Results:
+docs/detection_evidence.md.
 
 Run: ``.venv/bin/python -m benchmarks.detection_evidence --seeds 0 1 2 --epochs 12
 --out benchmarks/results/detection-evidence-DATE.json`` (``--tiny``: a 1-2 minute smoke run)
@@ -41,7 +48,26 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("baseline", "fasa")
+METHODS = ("baseline", "fasa")  # the default --methods
+
+
+def method_grouping(method: str) -> str | None:
+    """The grouping of a FASA method name (``fasa``: the engine's default), None for baseline."""
+    from fasa_fast.grouping import DEFAULT_GROUPING, GROUPING_METHODS
+
+    if method == "baseline":
+        return None
+    if method == "fasa":
+        return DEFAULT_GROUPING
+    grouping = method.removeprefix("fasa-")
+    if not method.startswith("fasa-") or grouping not in GROUPING_METHODS:
+        raise ValueError(
+            f"method: expected 'baseline', 'fasa' or 'fasa-<grouping>' with a grouping of "
+            f"{GROUPING_METHODS}, got {method!r}"
+        )
+    return grouping
+
+
 KINDS = ("bbox", "segm")
 METRICS = ("AP", "APr", "APc", "APf")
 KEYS = [f"{kind}_{m}" for kind in KINDS for m in METRICS]
@@ -49,12 +75,19 @@ KEYS = [f"{kind}_{m}" for kind in KINDS for m in METRICS]
 SPLIT = dict(fraction=0.1, max_images=None, strategy="coverage", seed=0)
 
 
-def build_config(method: str, seed: int, data_root: Path, work_dir: Path, epochs: int):
-    """The demo config made into ``method``'s run on ``data_root`` with ``randomness`` ``seed``."""
+def build_config(
+    method: str,
+    seed: int,
+    data_root: Path,
+    work_dir: Path,
+    epochs: int,
+    keep_checkpoints: bool = False,
+):
+    """The demo config made into ``method``'s run on ``data_root`` with ``randomness`` ``seed``;
+    ``keep_checkpoints``: a FASA run saves a checkpoint after every epoch."""
     from fasa_fast.mmdet.demo import build_config as demo_config
 
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    grouping = method_grouping(method)
     cfg = demo_config(data_root, work_dir, epochs)
     ann = json.loads((Path(data_root) / "annotations" / "lvis_v1_train.json").read_text())
     num_classes = len(ann["categories"])
@@ -71,8 +104,12 @@ def build_config(method: str, seed: int, data_root: Path, work_dir: Path, epochs
         hooks = [h for h in cfg.custom_hooks if h["type"] == "FASAHook"]
         assert len(hooks) == 1, cfg.custom_hooks
         hooks[0]["max_images"] = None  # the whole held-out side, every pass
+        head.fasa.grouping = grouping
     cfg.randomness = dict(seed=seed)
-    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=-1, save_last=False)
+    if keep_checkpoints and grouping is not None:
+        cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1, max_keep_ckpts=-1)
+    else:
+        cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=-1, save_last=False)
     return cfg
 
 
@@ -84,7 +121,14 @@ def _clean(value) -> float | None:
     return None if math.isnan(value) or value < 0 else value
 
 
-def run_one(method: str, seed: int, data_root: Path, work_dir: Path, epochs: int) -> dict:
+def run_one(
+    method: str,
+    seed: int,
+    data_root: Path,
+    work_dir: Path,
+    epochs: int,
+    keep_checkpoints: bool = False,
+) -> dict:
     """Train and evaluate one run in this process; returns and writes ``metrics.json``."""
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     import torch
@@ -94,7 +138,8 @@ def run_one(method: str, seed: int, data_root: Path, work_dir: Path, epochs: int
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    runner = Runner.from_cfg(build_config(method, seed, data_root, work_dir, epochs))
+    cfg = build_config(method, seed, data_root, work_dir, epochs, keep_checkpoints)
+    runner = Runner.from_cfg(cfg)
     with mmengine_checkpoint_loading():
         runner.train()
         train_seconds = time.perf_counter() - start
@@ -106,6 +151,10 @@ def run_one(method: str, seed: int, data_root: Path, work_dir: Path, epochs: int
         "train_images": len(runner.train_dataloader.dataset),
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
+        # per epoch: mean probability per frequency group (the paper's Fig. 3), and each
+        # adaptation's grouping summary (FASAHook)
+        "fasa_history": runner.message_hub.get_info("fasa_history", []),
+        "fasa_grouping_history": runner.message_hub.get_info("fasa_grouping_history", []),
     }
     (Path(work_dir) / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
@@ -120,25 +169,38 @@ def mean_std(values: list[float | None]) -> dict:
     }
 
 
+def comparisons(methods: list[str]) -> list[tuple[str, str]]:
+    """(method, reference) pairs: every FASA method against the baseline, and ``fasa`` (the
+    default grouping) against every other FASA variant."""
+    pairs = [(m, "baseline") for m in methods if m != "baseline" and "baseline" in methods]
+    if "fasa" in methods:
+        pairs += [("fasa", m) for m in methods if m not in ("baseline", "fasa")]
+    return pairs
+
+
 def summarise(runs: list[dict]) -> tuple[dict, dict]:
-    """Per-method mean ± sample std, and paired differences (fasa − baseline per seed)."""
+    """Per-method mean ± sample std, and paired differences (per seed, then over seeds) of the
+    ``comparisons`` pairs, keyed ``"<method> − <reference>"``."""
+    methods = list(dict.fromkeys(r["method"] for r in runs))
     summary = {
         method: {
             key: mean_std([r["metrics"][key] for r in runs if r["method"] == method])
             for key in KEYS
         }
-        for method in METHODS
+        for method in methods
     }
     by = {(r["method"], r["seed"]): r["metrics"] for r in runs}
-    seeds = sorted({r["seed"] for r in runs if ("baseline", r["seed"]) in by})
-    seeds = [s for s in seeds if ("fasa", s) in by]
     paired = {}
-    for key in KEYS:
-        per_seed = {}
-        for s in seeds:
-            a, b = by[("fasa", s)][key], by[("baseline", s)][key]
-            per_seed[str(s)] = None if a is None or b is None else a - b
-        paired[key] = dict(mean_std(list(per_seed.values())), per_seed=per_seed)
+    for method, reference in comparisons(methods):
+        seeds = sorted({s for m, s in by if m == method and (reference, s) in by})
+        diffs = {}
+        for key in KEYS:
+            per_seed = {}
+            for s in seeds:
+                a, b = by[(method, s)][key], by[(reference, s)][key]
+                per_seed[str(s)] = None if a is None or b is None else a - b
+            diffs[key] = dict(mean_std(list(per_seed.values())), per_seed=per_seed)
+        paired[f"{method} − {reference}"] = diffs
     return summary, paired
 
 
@@ -152,12 +214,43 @@ def _fmt(stat: dict, signed: bool = False) -> str:
 def markdown_table(summary: dict, paired: dict) -> str:
     head = ["", *(f"{kind} {m}" for kind in ("box", "mask") for m in METRICS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in METHODS:
-        n = max(stat["n"] for stat in summary[method].values())
-        cells = [_fmt(summary[method][key]) for key in KEYS]
+    for method, stats in summary.items():
+        n = max(stat["n"] for stat in stats.values())
+        cells = [_fmt(stats[key]) for key in KEYS]
         lines.append(f"| {method} (n={n}) | " + " | ".join(cells) + " |")
-    cells = [_fmt(paired[key], signed=True) for key in KEYS]
-    lines.append("| fasa − baseline (paired) | " + " | ".join(cells) + " |")
+    for name, diffs in paired.items():
+        cells = [_fmt(diffs[key], signed=True) for key in KEYS]
+        lines.append(f"| {name} (paired) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def probability_table(runs: list[dict]) -> str:
+    """Mean sampling probability of the rare / common / frequent classes after each epoch, mean
+    over the seeds of each FASA method (the paper's Fig. 3 as numbers)."""
+    lines = ["| method | epoch | p rare | p common | p frequent | groups | largest group |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for method in dict.fromkeys(r["method"] for r in runs if r["method"] != "baseline"):
+        mine = [r for r in runs if r["method"] == method]
+        epochs = sorted({h["epoch"] for r in mine for h in r.get("fasa_history", [])})
+        for epoch in epochs:
+            cells = []
+            for group in ("rare", "common", "frequent"):
+                values = [
+                    h[f"fasa/p_{group}"]
+                    for r in mine
+                    for h in r.get("fasa_history", [])
+                    if h["epoch"] == epoch and f"fasa/p_{group}" in h
+                ]
+                cells.append(f"{statistics.fmean(values):.4f}" if values else "n/a")
+            grouping = [
+                g for r in mine for g in r.get("fasa_grouping_history", []) if g["epoch"] == epoch
+            ]
+            if grouping:
+                cells.append("/".join(str(g["num_groups"]) for g in grouping))
+                cells.append("/".join(f"{g['largest_group_share']:.0%}" for g in grouping))
+            else:
+                cells += ["-", "-"]
+            lines.append(f"| {method} | {epoch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -197,6 +290,18 @@ def _machine() -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        help="baseline, fasa (default grouping), fasa-<grouping> (default: %(default)s)",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
+    parser.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="FASA runs save a checkpoint every epoch (for benchmarks/grouping_measurement.py)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default 12 (tiny: 1)")
     parser.add_argument("--work-dir", default="work_dirs/detection_evidence")
     parser.add_argument("--data-root", default=None, help="default: <work-dir>/data")
@@ -210,6 +315,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--run-one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS
     )  # internal: one run in this process
     args = parser.parse_args(argv)
+    try:
+        for method in args.methods:
+            method_grouping(method)
+    except ValueError as err:
+        parser.error(f"--methods: {err}")
+    if len(set(args.methods)) != len(args.methods):
+        parser.error(f"--methods: expected distinct names, got {args.methods}")
+    if args.jobs < 1:
+        parser.error(f"--jobs: expected >= 1, got {args.jobs}")
     tiny = dict(epochs=1, num_train=40, num_val=12)
     full = dict(epochs=12, num_train=300, num_val=80)
     for key, value in (tiny if args.tiny else full).items():
@@ -224,7 +338,7 @@ def main(argv=None) -> dict:
     data_root = Path(args.data_root) if args.data_root else work / "data"
     if args.run_one:
         method, seed = args.run_one[0], int(args.run_one[1])
-        return run_one(method, seed, data_root, work, args.epochs)
+        return run_one(method, seed, data_root, work, args.epochs, args.keep_checkpoints)
 
     from fasa_fast.mmdet.toy_lvis import HARD_VARIANT, make_hard_toy_lvis
 
@@ -236,29 +350,42 @@ def main(argv=None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     data = dict(num_train=args.num_train, num_val=args.num_val, seed=args.data_seed)
     make_hard_toy_lvis(data_root, **data)
-    runs = []
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    for seed in args.seeds:
-        for method in METHODS:
-            run_dir = work / f"{method}_seed{seed}"
-            cmd = [sys.executable, "-m", "benchmarks.detection_evidence", "--run-one", method]
-            cmd += [str(seed), "--epochs", str(args.epochs), "--work-dir", str(run_dir)]
-            cmd += ["--data-root", str(data_root)]
-            print(f"[{time.strftime('%H:%M:%S')}] {method} seed {seed} ...", flush=True)
-            with open(work / f"{method}_seed{seed}.log", "w") as log:
-                subprocess.run(
-                    cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, check=True
-                )
-            run = json.loads((run_dir / "metrics.json").read_text())
-            runs.append(run)
-            print(
-                f"    {run['total_seconds']:.0f} s: "
-                + ", ".join(
-                    f"{k} {v:.3f}" if v is not None else f"{k} n/a"
-                    for k, v in run["metrics"].items()
-                ),
-                flush=True,
-            )
+    order = [(seed, method) for seed in args.seeds for method in args.methods]
+    running: list[tuple[subprocess.Popen, Path, object]] = []
+    runs = []
+
+    def finish(proc, run_dir, log) -> None:
+        code = proc.wait()
+        log.close()
+        if code != 0:
+            raise subprocess.CalledProcessError(code, proc.args)
+        run = json.loads((run_dir / "metrics.json").read_text())
+        runs.append(run)
+        print(
+            f"    {run['method']} seed {run['seed']}, {run['total_seconds']:.0f} s: "
+            + ", ".join(
+                f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in run["metrics"].items()
+            ),
+            flush=True,
+        )
+
+    for seed, method in order:
+        if len(running) >= args.jobs:
+            finish(*running.pop(0))
+        run_dir = work / f"{method}_seed{seed}"
+        cmd = [sys.executable, "-m", "benchmarks.detection_evidence", "--run-one", method]
+        cmd += [str(seed), "--epochs", str(args.epochs), "--work-dir", str(run_dir)]
+        cmd += ["--data-root", str(data_root)]
+        if args.keep_checkpoints:
+            cmd.append("--keep-checkpoints")
+        print(f"[{time.strftime('%H:%M:%S')}] {method} seed {seed} ...", flush=True)
+        log = open(work / f"{method}_seed{seed}.log", "w")  # noqa: SIM115 (closed by finish)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        running.append((proc, run_dir, log))
+    while running:
+        finish(*running.pop(0))
+    runs.sort(key=lambda r: (r["seed"], args.methods.index(r["method"])))
     summary, paired = summarise(runs)
     result = {
         "date": datetime.date.today().isoformat(),
@@ -274,6 +401,8 @@ def main(argv=None) -> dict:
             "held_out_split": SPLIT,
             "baseline": "Shared2FCBBoxHead, no FASAHook, the FASAHeldOutSplit train side",
             "fasa": "FASAShared2FCBBoxHead + FASAHook (max_images=None), same train side",
+            "methods": args.methods,
+            "jobs": args.jobs,
         },
         "runs": runs,
         "summary": summary,
@@ -285,6 +414,8 @@ def main(argv=None) -> dict:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print()
     print(markdown_table(summary, paired))
+    print()
+    print(probability_table(runs))
     print(f"\n{out} ({result['wall_seconds']:.0f} s)")
     return result
 

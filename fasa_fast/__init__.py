@@ -7,7 +7,7 @@ backends), ``fasa_fast.kernels`` (the Triton kernels, shipped from the repo's ``
 
 from fasa_fast._extension import extension_error, extension_loaded
 from fasa_fast.annotations import ClassCounts, class_counts_from_annotations
-from fasa_fast.engine import FASA, initial_probabilities
+from fasa_fast.engine import FASA, FASAGroupingWarning, initial_probabilities
 from fasa_fast.grouping import group_classes
 from fasa_fast.ops import (
     fisher_distance,
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FASA",
+    "FASAGroupingWarning",
     "ClassCounts",
     "__version__",
     "class_counts_from_annotations",

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fasa_fast.annotations import class_counts_from_annotations
-from fasa_fast.grouping import GROUPING_METHODS, group_classes
+from fasa_fast.grouping import DEFAULT_GROUPING, check_grouping, group_classes, group_sizes
 from fasa_fast.ops import make_rng_state, sample_virtual_features, segmented_stats_update_
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,6 +68,13 @@ def _stream_key(seed: int, stream: Sequence[int]) -> int:
     return key - (1 << 64) if key >= 1 << 63 else key
 
 
+ONE_GROUP_MIN_CLASSES = 5  # below this many grouped classes one group is no sign of collapse
+
+
+class FASAGroupingWarning(UserWarning):
+    """``FASA.adapt()`` put (nearly) every class into one group: that adaptation is global."""
+
+
 class FASA(nn.Module):
     """Feature augmentation and sampling adaptation for a classifier with ``num_classes`` classes.
 
@@ -85,8 +92,15 @@ class FASA(nn.Module):
         init_scale, power: ``s`` and the power of Eq. 4.
         alpha, beta: probability multipliers when a group's loss fell / rose (1.1 / 0.9).
         warmup_epochs: epochs with statistics only, before virtual features and adaptation.
-        grouping: ``"dbscan"`` (Fisher distance, paper) or ``"affinity"`` (reference code).
-        grouping_params: keyword arguments of ``fasa_fast.grouping.group_classes``.
+        grouping: how classes are grouped for the adaptation (``fasa_fast.grouping``):
+            ``"hdbscan"`` (default; HDBSCAN on the Fisher distance), ``"dbscan"`` (the paper's
+            rule), ``"affinity"``, or the ablations ``"single"`` (one group) and
+            ``"per-class"`` (no grouping).
+        grouping_params: keyword arguments of ``fasa_fast.grouping.group_classes`` for that
+            method (others are refused here).
+        one_group_share: ``adapt()`` warns when its largest group holds at least this share of
+            the grouped classes (and there are at least ``ONE_GROUP_MIN_CLASSES`` of them):
+            the adaptation then scales (nearly) every probability alike.
         attach_dataless: classes of a group without adaptation data follow the nearest group
             that has data (``group_classes(has_data=...)``) instead of holding still.
         sync_statistics: under ``torch.distributed`` with several ranks, every rank folds in
@@ -115,8 +129,9 @@ class FASA(nn.Module):
         alpha: float = 1.1,
         beta: float = 0.9,
         warmup_epochs: int = 1,
-        grouping: str = "dbscan",
+        grouping: str = DEFAULT_GROUPING,
         grouping_params: dict[str, Any] | None = None,
+        one_group_share: float = 0.9,
         attach_dataless: bool = True,
         sync_statistics: bool = True,
         sync_capacity: int = 512,
@@ -157,8 +172,9 @@ class FASA(nn.Module):
             )
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum: expected a value in [0, 1], got {momentum}")
-        if grouping not in GROUPING_METHODS:
-            raise ValueError(f"grouping: expected one of {GROUPING_METHODS}, got {grouping!r}")
+        check_grouping(grouping, dict(grouping_params or {}))
+        if not 0.0 < one_group_share <= 1.0:
+            raise ValueError(f"one_group_share: expected a value in (0, 1], got {one_group_share}")
         if k < 1 or capacity < 0 or warmup_epochs < 0:
             raise ValueError(
                 f"k >= 1, capacity >= 0 and warmup_epochs >= 0 expected, got {k}, {capacity}, {warmup_epochs}"
@@ -170,6 +186,7 @@ class FASA(nn.Module):
         self.loss_weight, self.k, self.capacity = float(loss_weight), int(k), int(capacity)
         self.alpha, self.beta, self.warmup_epochs = float(alpha), float(beta), int(warmup_epochs)
         self.grouping, self.grouping_params = grouping, dict(grouping_params or {})
+        self.one_group_share = float(one_group_share)
         self.attach_dataless = bool(attach_dataless)
         if sync_capacity < 1:
             raise ValueError(f"sync_capacity: expected >= 1, got {sync_capacity}")
@@ -426,8 +443,10 @@ class FASA(nn.Module):
         such data first join the nearest group that has some; otherwise they keep their
         probabilities. Never-seen classes (group -1) keep theirs. The first adaptation only
         records the losses. Resets the accumulators. Returns a summary (host values; adaptation
-        runs once per epoch): groups, classes with data, groups raised / lowered, and
-        ``moved``, the classes whose probability was multiplied.
+        runs once per epoch): groups, the largest group's share of the grouped classes,
+        singleton groups, classes with data, groups raised / lowered, and ``moved``, the classes
+        whose probability was multiplied. Warns (``FASAGroupingWarning``) when the largest
+        group holds at least ``one_group_share`` of the grouped classes.
         """
         valid = self.loss_count > 0
         class_loss = torch.where(valid, self.loss_sum / self.loss_count.clamp(min=1), 0.0)
@@ -443,14 +462,36 @@ class FASA(nn.Module):
         )
         self.groups.copy_(groups.to(self.groups.device))
         group_ids = groups[groups >= 0].unique().tolist()
+        sizes = group_sizes(groups)
+        grouped = int(sizes.sum())
         summary: dict[str, Any] = {
             "adaptation": self.num_adaptations,
             "num_groups": len(group_ids),
+            "largest_group_share": int(sizes.max()) / grouped if grouped else 0.0,
+            "singletons": int((sizes == 1).sum()),
             "classes_with_data": int(valid.sum().item()),
             "raised": 0,
             "lowered": 0,
             "moved": 0,
         }
+        if (
+            grouped >= ONE_GROUP_MIN_CLASSES
+            and summary["largest_group_share"] >= self.one_group_share
+            and self.grouping != "single"
+        ):
+            warnings.warn(
+                f"FASA adaptation {self.num_adaptations}: one group holds "
+                f"{int(sizes.max())} of the {grouped} grouped classes "
+                f"({summary['largest_group_share']:.0%}), so this adaptation scales (nearly) "
+                f"every sampling probability alike (grouping={self.grouping!r}). Early in "
+                "training the statistics may not separate yet; if it persists, try "
+                "grouping='hdbscan' (the default), grouping='per-class', or other "
+                "grouping_params; with attach_dataless=True, classes of groups without "
+                "adaptation data join the nearest group with data, so a small adaptation set "
+                "can also merge groups",
+                FASAGroupingWarning,
+                stacklevel=2,
+            )
         if self.num_adaptations > 0:
             cur, prev = class_loss.cpu(), self.prev_class_loss.cpu()
             factor = torch.ones(self.num_classes, dtype=torch.float64)

@@ -260,7 +260,9 @@ def test_accumulate_from_logits_and_losses():
 def two_cluster_fasa(**kwargs):
     """Six classes in two well separated clusters {0, 1, 2} and {3, 4, 5}; class 5 never seen."""
     counts = torch.tensor([10, 10, 10, 10, 10, 10])
-    fasa = FASA(6, 3, counts, grouping_params={"eps": 1.0, "min_samples": 2}, **kwargs)
+    fasa = FASA(
+        6, 3, counts, grouping="dbscan", grouping_params={"eps": 1.0, "min_samples": 2}, **kwargs
+    )
     fasa.mean.copy_(
         torch.tensor([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [50, 50, 50], [50.1, 50, 50], [0, 0, 0]])
     )
@@ -332,7 +334,7 @@ def test_probabilities_clamp_to_one():
 def test_outliers_are_singleton_groups():
     fasa = two_cluster_fasa()
     fasa.mean[2] = torch.tensor([-40.0, 20.0, 0.0])  # far from both clusters
-    groups = group_classes(fasa.mean, fasa.std, fasa.seen, eps=1.0, min_samples=2)
+    groups = group_classes(fasa.mean, fasa.std, fasa.seen, "dbscan", eps=1.0, min_samples=2)
     assert groups[2] not in (groups[0], groups[3]) and (groups == groups[2]).sum() == 1
 
 

@@ -189,16 +189,22 @@ def test_adapt_groups_with_the_configured_method():
 def test_adapt_summaries_of_the_first_and_second_adaptation():
     # two far-apart pairs of classes, one DBSCAN group each; classes 0 and 2 have data
     mean = torch.tensor([[0.0, 0.0], [0.1, 0.0], [50.0, 50.0], [50.1, 50.0]])
-    fasa = FASA(4, 2, [1, 1, 1, 1], grouping_params=dict(eps=1.0, min_samples=1))
+    fasa = FASA(4, 2, [1, 1, 1, 1], grouping="dbscan", grouping_params=dict(eps=1.0, min_samples=1))
     fasa.mean.copy_(mean), fasa.std.fill_(1.0), fasa.seen.fill_(1)
     labels = torch.tensor([0, 2])
     fasa.accumulate_adaptation_loss(labels, losses=torch.tensor([1.0, 1.0]))
     first = fasa.adapt()
-    expected = dict(adaptation=0, num_groups=2, classes_with_data=2, raised=0, lowered=0, moved=0)
+    expected = dict(
+        adaptation=0, num_groups=2, largest_group_share=0.5, singletons=0, classes_with_data=2,
+        raised=0, lowered=0, moved=0,
+    )  # fmt: skip
     assert first == expected, f"first summary: expected {expected}, got {first}"
     fasa.accumulate_adaptation_loss(labels, losses=torch.tensor([0.5, 2.0]))  # 0 better, 2 worse
     second = fasa.adapt()
-    expected = dict(adaptation=1, num_groups=2, classes_with_data=2, raised=1, lowered=1, moved=4)
+    expected = dict(
+        adaptation=1, num_groups=2, largest_group_share=0.5, singletons=0, classes_with_data=2,
+        raised=1, lowered=1, moved=4,
+    )  # fmt: skip
     assert second == expected, f"second summary: expected {expected}, got {second}"
 
 
@@ -245,7 +251,7 @@ def test_partial_checkpoint_loads_what_it_has():
 )
 def test_adapt_counts_every_group_and_holds_on_an_equal_loss(second_losses, factor, summary):
     mean = torch.tensor([[0.0, 0.0], [0.1, 0.0], [50.0, 50.0], [50.1, 50.0]])
-    fasa = FASA(4, 2, [1, 1, 1, 1], grouping_params=dict(eps=1.0, min_samples=1))
+    fasa = FASA(4, 2, [1, 1, 1, 1], grouping="dbscan", grouping_params=dict(eps=1.0, min_samples=1))
     fasa.mean.copy_(mean), fasa.std.fill_(1.0), fasa.seen.fill_(1)
     fasa.prob.fill_(0.5)
     labels = torch.tensor([0, 2])
@@ -458,7 +464,7 @@ def test_documented_defaults():
     }  # fmt: skip
     expected = dict(
         momentum=0.1, momentum_on_var=False, loss_weight=0.1, k=1, capacity=64, alpha=1.1,
-        beta=0.9, warmup_epochs=1, grouping="dbscan", attach_dataless=True,
+        beta=0.9, warmup_epochs=1, grouping="hdbscan", attach_dataless=True,
         sync_statistics=True, sync_capacity=512, seed=0, stream=(0, 0, 0),
     )  # fmt: skip
     assert got == expected, f"defaults: expected {expected}, got {got}"
@@ -529,7 +535,7 @@ def test_num_classes_bound():
 def test_previous_losses_are_kept_in_float64():
     # losses equal to float64 precision but not to float32's: the same loss twice holds the
     # probabilities (a float32 copy of the previous loss would read as a rise and lower them)
-    fasa = FASA(2, 2, [5, 5], grouping_params=dict(eps=1.0, min_samples=1))
+    fasa = FASA(2, 2, [5, 5], grouping="dbscan", grouping_params=dict(eps=1.0, min_samples=1))
     fasa.update(torch.tensor([[0.0, 0.0], [0.1, 0.0]]), torch.tensor([0, 1]))
     before = fasa.prob.clone()
     for _ in range(2):

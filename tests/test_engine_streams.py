@@ -106,7 +106,7 @@ def two_clusters():
 
 def test_dataless_groups_join_the_nearest_group_with_data():
     mean, std, seen = two_clusters()
-    params = dict(eps=1.0, min_samples=1)
+    params = dict(method="dbscan", eps=1.0, min_samples=1)
     plain = group_classes(mean, std, seen, **params)
     assert plain[0] == plain[1] == plain[2] != plain[3] == plain[4] == plain[5]
     has_data = torch.tensor([False, False, False, True, False, False])
@@ -125,7 +125,12 @@ def test_adapt_moves_a_dataless_cluster_with_its_nearest_steered_group():
     mean, std, seen = two_clusters()
     for attach, moved_first in ((True, True), (False, False)):
         fasa = FASA(
-            6, 4, [1] * 6, grouping_params=dict(eps=1.0, min_samples=1), attach_dataless=attach
+            6,
+            4,
+            [1] * 6,
+            grouping="dbscan",
+            grouping_params=dict(eps=1.0, min_samples=1),
+            attach_dataless=attach,
         )
         fasa.mean.copy_(mean), fasa.std.copy_(std), fasa.seen.copy_(seen)
         fasa.prob.fill_(0.5)

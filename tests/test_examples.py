@@ -19,7 +19,7 @@ def test_example_runs_end_to_end(capsys):
         "softmax CE",
         "+ FA, static s = 1",
         "+ FA, static s = 5",
-        "+ FASA, adaptive from s = 1",
+        "+ FASA, adaptive from s = 1, grouping hdbscan (default)",
         "static-s1 − baseline, per seed",
         "static-s5 − baseline, per seed",
         "adaptive − baseline, per seed",
@@ -42,13 +42,18 @@ def test_methods_option_selects_rows(capsys):
         ("static-s2.5", lt.Method("static-s2.5", 2.5, False)),
         ("adaptive", lt.Method("adaptive", 1.0, True)),
         ("adaptive-s5", lt.Method("adaptive-s5", 5.0, True)),
+        ("adaptive:single", lt.Method("adaptive:single", 1.0, True, "single")),
+        ("adaptive-s5:per-class", lt.Method("adaptive-s5:per-class", 5.0, True, "per-class")),
     ],
 )
 def test_parse_method(name, expected):
     assert lt.parse_method(name) == expected
 
 
-@pytest.mark.parametrize("name", ["static", "fasa", "static-s", "adaptive-5", "static-s0", ""])
+@pytest.mark.parametrize(
+    "name",
+    ["static", "fasa", "static-s", "adaptive-5", "static-s0", "", "static-s1:single", "adaptive:x"],
+)
 def test_parse_method_rejects(name):
     with pytest.raises(ValueError, match="expected"):
         lt.parse_method(name)
@@ -179,3 +184,26 @@ def test_summary_table_pairs_adaptive_with_the_static_run_of_its_scale():
     names = ["static-s1", "static-s5", "adaptive-s5"]  # no baseline: no "− baseline" rows
     lines = lt.summary_table({name: run for name in names}).splitlines()
     assert [line.split(" | ")[0] for line in lines[5:]] == ["| adaptive-s5 − static-s5, per seed"]
+
+
+def test_adaptive_variants_train_with_their_grouping_and_pair_with_one_group():
+    data = lt.digits_long_tailed(0)
+    cfg = lt.TrainConfig(epochs=3)
+    seen = []
+    for name, grouping in (("adaptive:single", "single"), ("adaptive:per-class", "per-class")):
+        _, engine = lt.train(
+            data, method=name, seed=0, cfg=cfg, on_adapt=lambda e, s: seen.append(s)
+        )
+        assert engine.grouping == grouping and engine.num_adaptations == 2
+    # one group, then every seen class its own group (digits: all 10 classes are seen)
+    assert [s["num_groups"] for s in seen] == [1, 1, 10, 10], seen
+    run = [{"all": 50.0, "many": 90.0, "medium": 50.0, "few": 40.0}]
+    names = ["static-s1", "adaptive:single", "adaptive", "adaptive:per-class"]
+    lines = lt.summary_table({name: run for name in names}).splitlines()
+    assert [line.split(" | ")[0] for line in lines[6:]] == [
+        "| adaptive:single − static-s1, per seed",
+        "| adaptive − static-s1, per seed",
+        "| adaptive:per-class − static-s1, per seed",
+        "| adaptive − adaptive:single, per seed",
+        "| adaptive:per-class − adaptive:single, per seed",
+    ]

@@ -96,7 +96,7 @@ def test_affinity_groups_attach_by_squared_distance_of_the_means():
 
 def test_single_seen_class_is_group_zero_for_dbscan():
     mean, std, _ = one_dimensional(1.0, 2.0, 3.0)
-    got = group_classes(mean, std, torch.tensor([0, 4, 0])).tolist()
+    got = group_classes(mean, std, torch.tensor([0, 4, 0]), "dbscan").tolist()
     assert got == [-1, 0, -1], f"expected [-1, 0, -1], got {got}"
 
 
@@ -115,9 +115,11 @@ def test_group_classes_defaults_reach_dbscan_and_fisher(monkeypatch):
     monkeypatch.setattr(grouping, "fisher_distance", recording_fisher)
     monkeypatch.setattr(grouping, "_dbscan_groups", recording_dbscan)
     mean, std, seen = one_dimensional(0.0, 1.0, 2.0)
-    group_classes(mean, std, seen)
+    group_classes(mean, std, seen, "dbscan")
     assert seen_args == dict(fisher_eps=1e-6, eps=None, eps_quantile=0.95, min_samples=3), seen_args
-    group_classes(mean, std, seen, eps=2.0, eps_quantile=0.25, min_samples=5, fisher_eps=0.5)
+    group_classes(
+        mean, std, seen, "dbscan", eps=2.0, eps_quantile=0.25, min_samples=5, fisher_eps=0.5
+    )
     assert seen_args == dict(fisher_eps=0.5, eps=2.0, eps_quantile=0.25, min_samples=5), seen_args
 
 
@@ -126,14 +128,17 @@ def test_group_classes_affinity_defaults(monkeypatch):
     monkeypatch.setattr(
         grouping,
         "_affinity_groups",
-        lambda means, damping, seed: (
-            calls.append((means.tolist(), damping, seed)) or np.zeros(len(means), dtype=np.int64)
+        lambda similarity, damping, seed: (
+            calls.append((similarity.tolist(), damping, seed))
+            or np.zeros(len(similarity), dtype=np.int64)
         ),
     )
     mean, std, _ = one_dimensional(0.0, 1.0, 2.0)
     group_classes(mean, std, torch.tensor([1, 0, 1]), "affinity")
     group_classes(mean, std, torch.tensor([1, 0, 1]), "affinity", damping=0.6, seed=4)
-    assert calls == [([[0.0], [2.0]], 0.9, 0), ([[0.0], [2.0]], 0.6, 4)], calls
+    # the seen classes' means 0 and 2: similarity = -(squared distance)
+    similarity = [[0.0, -4.0], [-4.0, 0.0]]
+    assert calls == [(similarity, 0.9, 0), (similarity, 0.6, 4)], calls
 
 
 def test_fisher_eps_changes_the_grouping():
@@ -142,12 +147,16 @@ def test_fisher_eps_changes_the_grouping():
     # -> distances 0.1 and 0.4: one group
     mean = torch.tensor([[0.0], [1.0], [3.0]])
     std, seen = torch.zeros(3, 1), torch.ones(3, dtype=torch.long)
-    assert group_classes(mean, std, seen, eps=2.0, min_samples=2, fisher_eps=1.0).tolist() == [
+    assert group_classes(
+        mean, std, seen, "dbscan", eps=2.0, min_samples=2, fisher_eps=1.0
+    ).tolist() == [
         0,
         0,
         1,
     ]
-    assert group_classes(mean, std, seen, eps=2.0, min_samples=2, fisher_eps=10.0).tolist() == [
+    assert group_classes(
+        mean, std, seen, "dbscan", eps=2.0, min_samples=2, fisher_eps=10.0
+    ).tolist() == [
         0,
         0,
         0,
@@ -157,7 +166,7 @@ def test_fisher_eps_changes_the_grouping():
 @pytest.mark.parametrize("quantile", [0.0, 1.0])
 def test_eps_quantile_bounds_are_accepted(quantile):
     mean, std, seen = one_dimensional(0.0, 1.0, 2.0)
-    assert group_classes(mean, std, seen, eps_quantile=quantile).shape == (3,)
+    assert group_classes(mean, std, seen, "dbscan", eps_quantile=quantile).shape == (3,)
 
 
 @pytest.mark.parametrize("quantile", [-0.1, 1.5])
@@ -166,4 +175,4 @@ def test_eps_quantile_outside_zero_one_is_refused(quantile):
     with pytest.raises(
         ValueError, match=f"eps_quantile: expected a value in \\[0, 1\\], got {quantile}"
     ):
-        group_classes(mean, std, seen, eps_quantile=quantile)
+        group_classes(mean, std, seen, "dbscan", eps_quantile=quantile)

@@ -17,7 +17,10 @@ Methods (``--methods``, the paper's Table 3 ablation; default: the four below):
 - ``adaptive`` (= ``adaptive-s1``; any ``adaptive-s<S>``): FASA as published, Eq. 4 at scale
   ``S`` plus, after each epoch past the warm-up, an adaptation pass on a held-out part of the
   training set (up to 10% of each class with at least 10 images; other classes move with their
-  group).
+  group), with the engine's default grouping;
+- ``adaptive[-s<S>]:<grouping>``: the same with another grouping rule of
+  ``fasa_fast.grouping`` (e.g. ``adaptive:single``, every class in one group, or
+  ``adaptive:per-class``, no grouping).
 
 Every method trains the same model from the same initialisation on the same batches of the
 same data for a given seed (the held-out part is withheld from all of them), so differences
@@ -36,6 +39,7 @@ import argparse
 import pickle
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fasa_fast.engine import FASA
+from fasa_fast.grouping import DEFAULT_GROUPING, GROUPING_METHODS
 from fasa_fast.ops import get_backend
 
 
@@ -212,38 +217,50 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the ablation: ``scale`` is s of Eq. 4 (``None``: no FASA at all)."""
+    """One row of the ablation: ``scale`` is s of Eq. 4 (``None``: no FASA at all); ``grouping``
+    the adaptive variant's grouping rule (``None``: the engine's default)."""
 
     name: str
     scale: float | None = None
     adaptive: bool = False
+    grouping: str | None = None
 
     @property
     def label(self) -> str:
         if self.scale is None:
             return "softmax CE"
         if self.adaptive:
-            return f"+ FASA, adaptive from s = {self.scale:g}"
+            grouping = self.grouping or f"{DEFAULT_GROUPING} (default)"
+            return f"+ FASA, adaptive from s = {self.scale:g}, grouping {grouping}"
         return f"+ FA, static s = {self.scale:g}"
 
 
 DEFAULT_METHODS = ("baseline", "static-s1", "static-s5", "adaptive")
-_METHOD_PATTERN = re.compile(r"(static|adaptive)(?:-s(\d+(?:\.\d+)?))?")
+_METHOD_PATTERN = re.compile(r"(static|adaptive)(?:-s(\d+(?:\.\d+)?))?(?::([a-z-]+))?")
 
 
 def parse_method(name: str) -> Method:
-    """``baseline``, ``static-s<S>`` or ``adaptive[-s<S>]`` (s = 1 when omitted)."""
+    """``baseline``, ``static-s<S>`` or ``adaptive[-s<S>][:<grouping>]`` (s = 1 when omitted)."""
     if name == "baseline":
         return Method(name)
     match = _METHOD_PATTERN.fullmatch(name)
-    if match is None or (match[1] == "static" and match[2] is None):
+    if (
+        match is None
+        or (match[1] == "static" and match[2] is None)
+        or (match[1] == "static" and match[3] is not None)
+    ):
         raise ValueError(
-            f"method: expected 'baseline', 'static-s<S>' or 'adaptive[-s<S>]', got {name!r}"
+            f"method: expected 'baseline', 'static-s<S>' or 'adaptive[-s<S>][:<grouping>]', "
+            f"got {name!r}"
         )
     scale = float(match[2]) if match[2] is not None else 1.0
     if scale <= 0:
         raise ValueError(f"method {name!r}: expected a scale s > 0, got {scale:g}")
-    return Method(name, scale, match[1] == "adaptive")
+    if match[3] is not None and match[3] not in GROUPING_METHODS:
+        raise ValueError(
+            f"method {name!r}: expected a grouping of {GROUPING_METHODS}, got {match[3]!r}"
+        )
+    return Method(name, scale, match[1] == "adaptive", match[3])
 
 
 def parse_methods(names: list[str] | tuple[str, ...]) -> list[Method]:
@@ -254,9 +271,17 @@ def parse_methods(names: list[str] | tuple[str, ...]) -> list[Method]:
 
 
 def train(
-    data: LongTailedData, *, method: Method | str, seed: int, cfg: TrainConfig
+    data: LongTailedData,
+    *,
+    method: Method | str,
+    seed: int,
+    cfg: TrainConfig,
+    on_adapt: Callable[[FASA, dict], None] | None = None,
 ) -> tuple[nn.Module, FASA | None]:
-    """Train one method; the model's initialisation and batch order depend on ``seed`` only."""
+    """Train one method; the model's initialisation and batch order depend on ``seed`` only.
+
+    ``on_adapt(engine, summary)`` runs after every adaptation (e.g. to record the statistics the
+    grouping saw: ``benchmarks/grouping_measurement.py``)."""
     method = parse_method(method) if isinstance(method, str) else method
     torch.manual_seed(seed)
     if data.x_train.dim() == 4:
@@ -273,6 +298,7 @@ def train(
             loss_weight=cfg.fasa_loss_weight,
             capacity=cfg.capacity,
             warmup_epochs=cfg.warmup_epochs,
+            grouping=method.grouping or DEFAULT_GROUPING,
             seed=seed,
         )
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
@@ -299,7 +325,9 @@ def train(
                     engine.accumulate_adaptation_loss(
                         data.y_adapt[idx], logits=model(data.x_adapt[idx])[1]
                     )
-            engine.adapt()
+            summary = engine.adapt()
+            if on_adapt is not None:
+                on_adapt(engine, summary)
     return model, engine
 
 
@@ -372,8 +400,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def summary_table(results: dict[str, list[dict[str, float]]]) -> str:
     """Markdown: mean ± std per method, then the per-seed differences (mean ± std) of each FASA
-    variant from ``baseline`` and of each adaptive variant from the static one with the same s
-    (the paper's question: does adapting the probabilities beat keeping them)."""
+    variant from ``baseline``, of each adaptive variant from the static one with the same s
+    (the paper's question: does adapting the probabilities beat keeping them) and from the
+    adaptive one-group variant with the same s (does grouping matter)."""
     methods = parse_methods(list(results))
     lines = ["| method | all | many | medium | few |", "|---|---|---|---|---|"]
     for method in methods:
@@ -389,6 +418,14 @@ def summary_table(results: dict[str, list[dict[str, float]]]) -> str:
         if a.adaptive
         for s in methods
         if s.scale == a.scale and s.scale is not None and not s.adaptive
+    ]
+    # does grouping matter: each adaptive variant against the one-group one of the same s
+    pairs += [
+        (a.name, s.name)
+        for a in methods
+        if a.adaptive and a.grouping != "single"
+        for s in methods
+        if s.adaptive and s.grouping == "single" and s.scale == a.scale
     ]
     for name, reference in pairs:
         cells = []
@@ -412,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         "--methods",
         nargs="+",
         default=list(DEFAULT_METHODS),
-        help="baseline, static-s<S>, adaptive[-s<S>] (default: %(default)s)",
+        help="baseline, static-s<S>, adaptive[-s<S>][:<grouping>] (default: %(default)s)",
     )
     parser.add_argument("--fasa-loss-weight", type=float, default=0.1)
     args = parser.parse_args(argv)

@@ -35,7 +35,9 @@ def _reroot(node, data_root: str) -> None:
             _reroot(item, data_root)
 
 
-def build_config(data_root: str | Path, work_dir: str | Path, epochs: int):
+def build_config(
+    data_root: str | Path, work_dir: str | Path, epochs: int, keep_checkpoints: bool = False
+):
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(DEMO_CONFIG))
@@ -46,7 +48,9 @@ def build_config(data_root: str | Path, work_dir: str | Path, epochs: int):
     cfg.param_scheduler[-1].update(
         end=epochs, milestones=[max(1, round(epochs * 2 / 3)), max(1, epochs - 1)]
     )
-    cfg.default_hooks.checkpoint.interval = epochs
+    # the last epoch's checkpoint; with keep_checkpoints every epoch's (FASA's statistics epoch by
+    # epoch, for benchmarks/grouping_measurement.py)
+    cfg.default_hooks.checkpoint.interval = 1 if keep_checkpoints else epochs
     return cfg
 
 
@@ -56,6 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work-dir", default="work_dirs/demo")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--num-train", type=int, default=300, help="images generated for training")
+    parser.add_argument(
+        "--keep-checkpoints", action="store_true", help="save a checkpoint after every epoch"
+    )
     args = parser.parse_args(argv)
     # mmengine 0.10 imports pkg_resources (kept by the setuptools < 81 pin) and says so on import
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not (root / "annotations" / "lvis_v1_train.json").is_file():
         print(f"generating the long-tailed toy dataset under {root}")
         make_toy_lvis(root, num_train=args.num_train)
-    cfg = build_config(root, args.work_dir, args.epochs)
+    cfg = build_config(root, args.work_dir, args.epochs, args.keep_checkpoints)
     runner = Runner.from_cfg(cfg)
     with mmengine_checkpoint_loading():
         runner.train()

@@ -5,6 +5,8 @@
   (the same images every pass: at most ``max_images`` of them over all ranks), per-class classification losses of the ground-truth boxes
   (each FASA stage's ``cls_score`` on the GT boxes as RoIs, the head's stateless loss),
   reduced across ranks, then ``FASA.adapt()``;
+- logs each adaptation (groups, the largest group's share, singletons, groups raised / lowered)
+  and, as a warning, when one group holds (nearly) every class (the adaptation is then global);
 - logs the mean sampling probability per frequency group (LVIS rare / common / frequent) and
   keeps their history in the message hub (so it survives a resume);
 - after training: ``fasa_probabilities.png`` (probabilities over epochs per group, like the
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import os.path as osp
+import warnings
 from typing import Any
 
 import torch
@@ -26,6 +29,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
 from fasa_fast import reporting
+from fasa_fast.engine import FASAGroupingWarning
 from fasa_fast.mmdet.bbox_heads import FASABBoxHeadMixin
 from fasa_fast.mmdet.loops import (
     ResumableEpochBasedTrainLoop,
@@ -242,13 +246,27 @@ class FASAHook(Hook):
                 all_reduce(images, op="sum")  # the log reports the pass over all ranks
             for stage, head in self.stages:
                 head.fasa.reduce_adaptation_losses()  # summed over ranks
-                summary = head.fasa.adapt()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", FASAGroupingWarning)
+                    summary = head.fasa.adapt()
                 name = "fasa" if stage is None else f"fasa.s{stage}"
                 runner.logger.info(
                     f"{name}: adaptation {summary['adaptation']} on {int(images)} images: "
-                    f"{summary['num_groups']} groups, {summary['raised']} raised, "
+                    f"{summary['num_groups']} groups (largest "
+                    f"{summary['largest_group_share']:.0%} of the classes, "
+                    f"{summary['singletons']} singletons), {summary['raised']} raised, "
                     f"{summary['lowered']} lowered, {summary['moved']} classes moved"
                 )
+                for warning in caught:  # the engine's warning, in the run's log
+                    if issubclass(warning.category, FASAGroupingWarning):
+                        runner.logger.warning(f"{name}: {warning.message}")
+                    else:
+                        warnings.warn_explicit(
+                            warning.message, warning.category, warning.filename, warning.lineno
+                        )
+                grouping = runner.message_hub.get_info("fasa_grouping_history", [])
+                grouping = grouping + [dict(epoch=epoch, head=name, **summary)]
+                runner.message_hub.update_info("fasa_grouping_history", grouping)
                 if summary["classes_with_data"] == 0:
                     runner.logger.warning(
                         f"{name}: the adaptation pass found no ground-truth box of any class: "

@@ -38,12 +38,14 @@ def test_summary_and_paired_differences_by_hand():
     assert ap["std"] == pytest.approx(0.1)  # sample std (n - 1)
     assert summary["fasa"]["bbox_AP"]["mean"] == pytest.approx((0.15 + 0.18 + 0.4 + 0.9) / 4)
     diffs = [0.05, -0.02, 0.10]
-    assert paired["bbox_AP"]["per_seed"] == pytest.approx({"0": 0.05, "1": -0.02, "2": 0.10})
-    assert paired["bbox_AP"]["mean"] == pytest.approx(statistics.fmean(diffs))
-    assert paired["bbox_AP"]["std"] == pytest.approx(statistics.stdev(diffs))
-    assert paired["segm_APf"]["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert list(paired) == ["fasa − baseline"]
+    pair = paired["fasa − baseline"]
+    assert pair["bbox_AP"]["per_seed"] == pytest.approx({"0": 0.05, "1": -0.02, "2": 0.10})
+    assert pair["bbox_AP"]["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert pair["bbox_AP"]["std"] == pytest.approx(statistics.stdev(diffs))
+    assert pair["segm_APf"]["mean"] == pytest.approx(statistics.fmean(diffs))
     # a group the metric could not measure (None) drops out of that seed's pair only
-    assert paired["bbox_APf"]["per_seed"]["2"] is None and paired["bbox_APf"]["n"] == 2
+    assert pair["bbox_APf"]["per_seed"]["2"] is None and pair["bbox_APf"]["n"] == 2
     assert summary["baseline"]["bbox_APf"]["n"] == 2
     table = de.markdown_table(summary, paired)
     assert "| baseline (n=3) | 0.200 ± 0.100 |" in table
@@ -75,8 +77,37 @@ def test_baseline_and_fasa_configs_differ_only_in_the_method(tmp_path):
         cfg["model"]["roi_head"]["bbox_head"].pop("type")
         cfg["model"]["roi_head"]["bbox_head"].pop("fasa", None)
     assert base == fasa
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(
+        ValueError, match="method: expected 'baseline', 'fasa' or 'fasa-<grouping>'"
+    ):
         de.build_config("other", 0, tmp_path / "data", tmp_path / "w", 3)
+    # a grouping variant differs from fasa in the grouping only; checkpoints on request
+    single = de.build_config("fasa-single", 7, tmp_path / "data", tmp_path / "w", 3, True)
+    single = single.to_dict()
+    assert single["model"]["roi_head"]["bbox_head"]["fasa"].pop("grouping") == "single"
+    assert single["default_hooks"].pop("checkpoint") == {
+        "type": "CheckpointHook", "interval": 1, "max_keep_ckpts": -1
+    }  # fmt: skip
+    again = de.build_config("fasa", 7, tmp_path / "data", tmp_path / "w", 3).to_dict()
+    assert again["model"]["roi_head"]["bbox_head"]["fasa"].pop("grouping") == "hdbscan"
+    again["default_hooks"].pop("checkpoint")
+    assert single == again
+
+
+def test_comparisons_and_the_probability_table():
+    assert de.comparisons(["baseline", "fasa", "fasa-single"]) == [
+        ("fasa", "baseline"), ("fasa-single", "baseline"), ("fasa", "fasa-single")
+    ]  # fmt: skip
+    assert de.comparisons(["fasa-single", "fasa-dbscan"]) == []
+    history = [{"epoch": 3, "fasa/p_rare": 0.1, "fasa/p_common": 0.02, "fasa/p_frequent": 0.01}]
+    grouping = [{"epoch": 3, "num_groups": 4, "largest_group_share": 0.5}]
+    runs = [
+        {"method": "fasa", "seed": 0, "fasa_history": history, "fasa_grouping_history": grouping},
+        {"method": "fasa", "seed": 1, "fasa_history": [dict(history[0], **{"fasa/p_rare": 0.3})]},
+        {"method": "baseline", "seed": 0},
+    ]
+    table = de.probability_table(runs).splitlines()
+    assert table[2:] == ["| fasa | 3 | 0.2000 | 0.0200 | 0.0100 | 4 | 50% |"], table
 
 
 @pytest.mark.slow
@@ -98,7 +129,7 @@ def test_tiny_run_writes_runs_summary_and_paired_differences(tmp_path, capsys):
         assert run["train_images"] == runs[("fasa", 3)]["train_images"] < 16  # same, held out
     for key in de.KEYS:
         a, b = runs[("fasa", 3)]["metrics"][key], runs[("baseline", 3)]["metrics"][key]
-        diff = result["paired_differences"][key]
+        diff = result["paired_differences"]["fasa − baseline"][key]
         assert diff["per_seed"]["3"] == (None if a is None or b is None else a - b)
         assert diff["mean"] == diff["per_seed"]["3"] and diff["std"] is None
         for method in de.METHODS:

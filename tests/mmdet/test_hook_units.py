@@ -366,6 +366,7 @@ class FakeEngine:
 
 def summary(**changes):
     out = dict(adaptation=2, num_groups=3, raised=1, lowered=2, moved=4, classes_with_data=5)
+    out.update(largest_group_share=0.5, singletons=1)
     out.update(changes)
     return out
 
@@ -385,12 +386,17 @@ def test_after_train_epoch_adapts_logs_and_keeps_the_history(model, monkeypatch)
 
     assert [e.calls for e in engines] == [["reduce", "adapt"]] * 2, "reduce before adapt, per stage"
     info = runner.log.messages("INFO")
-    assert (
-        "fasa.s0: adaptation 2 on 6 images: 3 groups, 1 raised, 2 lowered, 4 classes moved" in info
-    )
-    assert (
-        "fasa.s2: adaptation 2 on 6 images: 3 groups, 1 raised, 2 lowered, 4 classes moved" in info
-    )
+    for stage in ("fasa.s0", "fasa.s2"):
+        line = (
+            f"{stage}: adaptation 2 on 6 images: 3 groups (largest 50% of the classes, 1 "
+            "singletons), 1 raised, 2 lowered, 4 classes moved"
+        )
+        assert line in info, info
+    grouping = runner.message_hub.get_info("fasa_grouping_history")
+    assert grouping == [
+        dict(epoch=3, head="fasa.s0", **summary()),
+        dict(epoch=3, head="fasa.s2", **summary(classes_with_data=0)),
+    ], grouping
     warnings = runner.log.messages("WARNING")
     assert len(warnings) == 2, warnings
     assert warnings[0] == (
@@ -703,3 +709,27 @@ def test_cascade_stage_scores_are_that_stage_head_on_the_rois(tmp_path, ann_file
     assert hook._adaptation_pass(SimpleNamespace(model=cascade)) == 2
     counts = [int(head.fasa.loss_count.sum()) for _, head in hook.stages]
     assert counts == [5, 5], f"GT boxes scored per FASA stage: {counts}"
+
+
+def test_one_group_warning_of_the_engine_reaches_the_run_log(model, monkeypatch):
+    # a real engine whose statistics DBSCAN (eps 100: everything within reach) puts into one
+    # group: its FASAGroupingWarning is logged as a warning of the run, with the share
+    from fasa_fast.engine import FASA
+
+    fasa = FASA(6, 2, [1] * 6, grouping="dbscan", grouping_params=dict(eps=100.0))
+    fasa.mean.copy_(torch.arange(12.0).view(6, 2)), fasa.std.fill_(1.0), fasa.seen.fill_(1)
+    fasa.start_epoch(fasa.warmup_epochs)
+    hook = FASAHook()
+    hook.stages = [(None, SimpleNamespace(fasa=fasa, fasa_class_frequency=None))]
+    runner = stand_in_runner(model, "one-group", epoch=2)
+    monkeypatch.setattr(hook, "_adaptation_pass", lambda r: 4)
+    hook.after_train_epoch(runner)
+    assert "fasa: adaptation 0 on 4 images: 1 groups (largest 100% of the classes, 0 " in (
+        " ".join(runner.log.messages("INFO"))
+    )
+    warned = [m for m in runner.log.messages("WARNING") if "one group holds" in m]
+    assert len(warned) == 1, runner.log.messages("WARNING")
+    assert warned[0].startswith(
+        "fasa: FASA adaptation 0: one group holds 6 of the 6 grouped classes (100%), so this "
+        "adaptation scales (nearly) every sampling probability alike (grouping='dbscan')"
+    ), warned[0]
