@@ -140,3 +140,19 @@ def test_tiny_run_writes_runs_summary_and_paired_differences(tmp_path, capsys):
     for name in ("FASAShared2FCBBoxHead", "FASAHook"):
         assert name in logs["fasa"] and name not in logs["baseline"]
     assert "| fasa − baseline (paired) |" in capsys.readouterr().out
+
+
+def test_reused_runs_must_come_from_the_same_setup(tmp_path):
+    args = de.parse_args(["--epochs", "5", "--methods", "fasa", "fasa-single"])
+    same = {
+        "setup": {
+            "epochs": 5,
+            "data": {"num_train": 300, "num_val": 80, "seed": 0, "image_size": 128},
+            "held_out_split": dict(de.SPLIT),
+        }
+    }
+    de.check_reusable(same, args, "earlier.json")  # the same setup: accepted
+    for change in ({"epochs": 12}, {"data": {"num_train": 40, "num_val": 80, "seed": 0}}):
+        other = {"setup": dict(same["setup"], **change)}
+        with pytest.raises(SystemExit, match="--reuse-runs earlier.json: expected the setup"):
+            de.check_reusable(other, args, "earlier.json")
