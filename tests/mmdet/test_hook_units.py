@@ -653,7 +653,10 @@ def test_after_train_epoch_names_a_single_stage_fasa(model, monkeypatch):
     runner = stand_in_runner(model, "single-stage")
     hook.after_train_epoch(runner)
     info = runner.log.messages("INFO")
-    assert "fasa: adaptation 2 on 2 images: 3 groups, 1 raised, 2 lowered, 4 classes moved" in info
+    assert (
+        "fasa: adaptation 2 on 2 images: 3 groups (largest 50% of the classes, 1 singletons), "
+        "1 raised, 2 lowered, 4 classes moved" in info
+    ), info
 
 
 def test_after_train_epoch_gathers_states_when_an_epoch_checkpoint_is_due(model, monkeypatch):
