@@ -287,20 +287,6 @@ def _machine() -> dict:
     }
 
 
-def check_reusable(earlier: dict, args, path) -> None:
-    """Refuse an earlier result whose setup differs from this run's (epochs, data, split)."""
-    setup = earlier.get("setup", {})
-    data = dict(num_train=args.num_train, num_val=args.num_val, seed=args.data_seed)
-    got = dict(
-        epochs=setup.get("epochs"),
-        data={k: setup.get("data", {}).get(k) for k in data},
-        held_out_split=setup.get("held_out_split"),
-    )
-    want = dict(epochs=args.epochs, data=data, held_out_split=SPLIT)
-    if got != want:
-        raise SystemExit(f"--reuse-runs {path}: expected the setup {want}, got {got}")
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -312,11 +298,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
     parser.add_argument(
-        "--reuse-runs",
-        type=Path,
-        default=None,
-        help="an earlier result JSON of the same setup: its runs of methods not in --methods "
-        "(e.g. the baseline) join this comparison instead of being trained again",
+        "--skip-done",
+        action="store_true",
+        help="take a run whose work dir already holds its metrics.json instead of training it "
+        "again (e.g. after an interrupted comparison; same command, same tree)",
     )
     parser.add_argument(
         "--keep-checkpoints",
@@ -363,8 +348,6 @@ def main(argv=None) -> dict:
 
     from fasa_fast.mmdet.toy_lvis import HARD_VARIANT, make_hard_toy_lvis
 
-    if args.reuse_runs is not None:
-        check_reusable(json.loads(args.reuse_runs.read_text()), args, args.reuse_runs)
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     if argv is not None:
         command = " ".join(["python -m benchmarks.detection_evidence", *map(shlex.quote, argv)])
@@ -393,10 +376,16 @@ def main(argv=None) -> dict:
             flush=True,
         )
 
+    skipped = []
     for seed, method in order:
+        run_dir = work / f"{method}_seed{seed}"
+        if args.skip_done and (run_dir / "metrics.json").is_file():
+            runs.append(json.loads((run_dir / "metrics.json").read_text()))
+            skipped.append(f"{method} seed {seed}")
+            print(f"    {method} seed {seed}: taken from {run_dir / 'metrics.json'}", flush=True)
+            continue
         if len(running) >= args.jobs:
             finish(*running.pop(0))
-        run_dir = work / f"{method}_seed{seed}"
         cmd = [sys.executable, "-m", "benchmarks.detection_evidence", "--run-one", method]
         cmd += [str(seed), "--epochs", str(args.epochs), "--work-dir", str(run_dir)]
         cmd += ["--data-root", str(data_root)]
@@ -409,15 +398,6 @@ def main(argv=None) -> dict:
     while running:
         finish(*running.pop(0))
     runs.sort(key=lambda r: (r["seed"], args.methods.index(r["method"])))
-    reused = []
-    if args.reuse_runs is not None:
-        earlier = json.loads(args.reuse_runs.read_text())
-        reused = [
-            dict(r, reused_from=str(args.reuse_runs), reused_commit=earlier.get("commit"))
-            for r in earlier["runs"]
-            if r["method"] not in args.methods and r["seed"] in args.seeds
-        ]
-        runs = reused + runs
     summary, paired = summarise(runs)
     result = {
         "date": datetime.date.today().isoformat(),
@@ -435,7 +415,7 @@ def main(argv=None) -> dict:
             "fasa": "FASAShared2FCBBoxHead + FASAHook (max_images=None), same train side",
             "methods": args.methods,
             "jobs": args.jobs,
-            "reused_runs": [f"{r['method']} seed {r['seed']}" for r in reused],
+            "skipped_done_runs": skipped,
         },
         "runs": runs,
         "summary": summary,

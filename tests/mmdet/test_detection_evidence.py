@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from types import SimpleNamespace
 
 import pytest
 
@@ -142,17 +143,32 @@ def test_tiny_run_writes_runs_summary_and_paired_differences(tmp_path, capsys):
     assert "| fasa − baseline (paired) |" in capsys.readouterr().out
 
 
-def test_reused_runs_must_come_from_the_same_setup(tmp_path):
-    args = de.parse_args(["--epochs", "5", "--methods", "fasa", "fasa-single"])
-    same = {
-        "setup": {
-            "epochs": 5,
-            "data": {"num_train": 300, "num_val": 80, "seed": 0, "image_size": 128},
-            "held_out_split": dict(de.SPLIT),
-        }
-    }
-    de.check_reusable(same, args, "earlier.json")  # the same setup: accepted
-    for change in ({"epochs": 12}, {"data": {"num_train": 40, "num_val": 80, "seed": 0}}):
-        other = {"setup": dict(same["setup"], **change)}
-        with pytest.raises(SystemExit, match="--reuse-runs earlier.json: expected the setup"):
-            de.check_reusable(other, args, "earlier.json")
+def test_skip_done_takes_finished_runs_and_trains_none_of_them(tmp_path, monkeypatch):
+    import fasa_fast.mmdet.toy_lvis as toy_lvis
+
+    monkeypatch.setattr(toy_lvis, "make_hard_toy_lvis", lambda root, **kwargs: None)
+    # no run is started (platform's own subprocess calls stay real)
+    launcher = SimpleNamespace(
+        Popen=lambda *a, **k: pytest.fail("trained a run"),
+        run=de.subprocess.run,
+        CalledProcessError=de.subprocess.CalledProcessError,
+    )
+    monkeypatch.setattr(de, "subprocess", launcher)
+    work = tmp_path / "work"
+    runs = _runs({("baseline", 0): 0.1, ("fasa", 0): 0.2, ("fasa-single", 0): 0.15})
+    for run in runs:
+        (work / f"{run['method']}_seed0").mkdir(parents=True)
+        (work / f"{run['method']}_seed0" / "metrics.json").write_text(json.dumps(run))
+    argv = ["--seeds", "0", "--methods", "baseline", "fasa", "fasa-single", "--skip-done"]
+    result = de.main(argv + ["--work-dir", str(work), "--commit", "abc"])
+    assert result["setup"]["skipped_done_runs"] == [
+        "baseline seed 0", "fasa seed 0", "fasa-single seed 0"
+    ]  # fmt: skip
+    assert [(r["method"], r["seed"]) for r in result["runs"]] == [
+        ("baseline", 0), ("fasa", 0), ("fasa-single", 0)
+    ]  # fmt: skip
+    assert list(result["paired_differences"]) == [
+        "fasa − baseline", "fasa-single − baseline", "fasa − fasa-single"
+    ]  # fmt: skip
+    pair = result["paired_differences"]["fasa − fasa-single"]["bbox_AP"]
+    assert pair["mean"] == pytest.approx(0.05)
