@@ -391,7 +391,7 @@ class FASA(nn.Module):
                 raise ValueError(
                     f"loss_fn: expected per-row losses of shape {tuple(labels.shape)}, got {tuple(per_row.shape)}"
                 )
-            total = torch.where(labels >= 0, per_row.float(), 0.0).sum()
+            total = per_row.float().masked_fill(labels < 0, 0.0).sum()  # NaN-safe, unlike a mul
         # counts[0] is the number of filled (non-padding) rows: the mean over them, 0 for none
         return total / (counts[0].clamp(min=1) / self.loss_weight)
 
