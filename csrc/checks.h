@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <initializer_list>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -60,7 +61,8 @@ inline void device_type(const at::Tensor& t, const char* name, at::DeviceType ty
 
 inline void check_stats_update_args(const at::Tensor& features, const at::Tensor& labels,
                                     const at::Tensor& mean, const at::Tensor& std_,
-                                    const at::Tensor& seen, double momentum) {
+                                    const at::Tensor& seen, double momentum,
+                                    const std::optional<at::Tensor>& nonfinite) {
   check::dim(features, "features", 2, "[N, D]");
   check::dtype(features, "features", {at::kFloat, at::kHalf, at::kBFloat16});
   check::dim(labels, "labels", 1, "[N]");
@@ -82,6 +84,11 @@ inline void check_stats_update_args(const at::Tensor& features, const at::Tensor
   check::same_device(mean, "mean", features, "features");
   check::same_device(std_, "std", features, "features");
   check::same_device(seen, "seen", features, "features");
+  if (nonfinite.has_value()) {
+    check::shape(*nonfinite, "nonfinite", {1}, "one counter");
+    check::dtype(*nonfinite, "nonfinite", {at::kLong});
+    check::same_device(*nonfinite, "nonfinite", features, "features");
+  }
 }
 
 inline void check_fisher_args(const at::Tensor& mean, const at::Tensor& std_, double eps) {
@@ -97,7 +104,8 @@ inline void check_fisher_args(const at::Tensor& mean, const at::Tensor& std_, do
 
 inline void check_sample_args(const at::Tensor& mean, const at::Tensor& std_,
                               const at::Tensor& seen, const at::Tensor& prob,
-                              const at::Tensor& rng_state, int64_t k, int64_t capacity) {
+                              const at::Tensor& rng_state, int64_t k, int64_t capacity,
+                              const std::optional<at::Tensor>& key) {
   check::dim(mean, "mean", 2, "[C, D]");
   check::dtype(mean, "mean", {at::kFloat});
   check::shape(std_, "std", mean.sizes(), "as mean");
@@ -115,6 +123,11 @@ inline void check_sample_args(const at::Tensor& mean, const at::Tensor& std_,
   check::same_device(seen, "seen", mean, "mean");
   check::same_device(prob, "prob", mean, "mean");
   check::same_device(rng_state, "rng_state", mean, "mean");
+  if (key.has_value()) {
+    check::shape(*key, "key", {1}, "one 64-bit Philox key");
+    check::dtype(*key, "key", {at::kLong});
+    check::same_device(*key, "key", mean, "mean");
+  }
 }
 
 }  // namespace fasa_fast

@@ -17,10 +17,10 @@ from fasa_fast.kernels.philox import box_muller, philox4x32_10
 
 @triton.jit
 def _select_classes_kernel(
-    seen_ptr, prob_ptr, rng_ptr, slot_class_ptr, slot_replica_ptr, counts_ptr,
+    seen_ptr, prob_ptr, key_ptr, rng_ptr, slot_class_ptr, slot_replica_ptr, counts_ptr,
     n_classes, k, capacity, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    seed = tl.load(rng_ptr)
+    seed = tl.load(key_ptr)  # key_ptr is rng_ptr when the op has no separate key
     call = tl.load(rng_ptr + 1) & 0xFFFFFFFF
     key0 = seed & 0xFFFFFFFF
     key1 = (seed >> 32) & 0xFFFFFFFF
@@ -52,13 +52,13 @@ def _select_classes_kernel(
 
 @triton.jit
 def _fill_rows_kernel(
-    mean_ptr, std_ptr, rng_ptr, slot_class_ptr, slot_replica_ptr, out_ptr, labels_ptr,
+    mean_ptr, std_ptr, key_ptr, rng_ptr, slot_class_ptr, slot_replica_ptr, out_ptr, labels_ptr,
     dim, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     slot = tl.program_id(0).to(tl.int64)
     c = tl.load(slot_class_ptr + slot).to(tl.int64)
     stream = tl.load(slot_replica_ptr + slot).to(tl.int64) + 2
-    seed = tl.load(rng_ptr)
+    seed = tl.load(key_ptr)
     call = (tl.load(rng_ptr + 1) - 1) & 0xFFFFFFFF  # advanced by the select kernel
     key0 = seed & 0xFFFFFFFF
     key1 = (seed >> 32) & 0xFFFFFFFF
@@ -97,17 +97,19 @@ def sample_virtual_features_launches(
     features: torch.Tensor,
     labels: torch.Tensor,
     counts: torch.Tensor,
+    key: torch.Tensor | None = None,
 ) -> list[Launch]:
     """The launches that fill ``features [capacity, D]``, ``labels``, ``counts`` and advance
     ``rng_state``, for ``C >= 1`` classes; arguments as ``fasa_fast.ops.sample_virtual_features``."""
     num_classes, dim = mean.shape
+    key_state = rng_state if key is None else key  # the key is element 0 of either
     # slot -> (class, replica); -1 marks an unfilled slot
     slots = torch.full((2, max(capacity, 1)), -1, dtype=torch.int32, device=mean.device)
     launches = [
         Launch(
             _select_classes_kernel,
             (1,),
-            (seen.contiguous(), prob.contiguous(), rng_state, slots[0], slots[1], counts,
+            (seen.contiguous(), prob.contiguous(), key_state, rng_state, slots[0], slots[1], counts,
              num_classes, k, capacity),
             {"BLOCK_C": lanes(num_classes, MAX_BLOCK_C)},
         )
@@ -117,7 +119,7 @@ def sample_virtual_features_launches(
             Launch(
                 _fill_rows_kernel,
                 (capacity,),
-                (mean.contiguous(), std.contiguous(), rng_state, slots[0], slots[1], features,
+                (mean.contiguous(), std.contiguous(), key_state, rng_state, slots[0], slots[1], features,
                  labels, dim),
                 {"BLOCK_Q": lanes((dim + 3) // 4, MAX_BLOCK_Q)},
             )
@@ -133,6 +135,7 @@ def sample_virtual_features_triton(
     rng_state: torch.Tensor,
     k: int,
     capacity: int,
+    key: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the kernels: arguments and results as ``fasa_fast.ops.sample_virtual_features``."""
     num_classes, dim = mean.shape
@@ -146,7 +149,7 @@ def sample_virtual_features_triton(
         rng_state[1:].add_(1)
         return features, labels, counts
     launches = sample_virtual_features_launches(
-        mean, std, seen, prob, rng_state, k, capacity, features, labels, counts
+        mean, std, seen, prob, rng_state, k, capacity, features, labels, counts, key
     )
     run(launches, device)
     return features, labels, counts

@@ -5,8 +5,12 @@ last, and each class's start and count), so a program reads its own rows only: t
 version scanned every label for every class and feature tile (C x N label reads, 2.5 ms at LVIS
 shapes on an H100, where the CUDA kernel takes 36 us). For each feature tile of ``BLOCK_D`` dims
 the program walks its rows in chunks of ``BLOCK_N``, computes each chunk's exact two-pass mean /
-M2 and merges chunks (Chan et al.), then applies the momentum update. Programs of absent classes
-stop at once. ``seen[c]`` is read before and written after all tiles of its own program.
+M2 and merges chunks (Chan et al.), then applies the momentum update. A first launch, also one
+program per class, flags the class's rows that hold a NaN or an Inf (they are left out and
+counted into ``nonfinite``, one integer atomic per program: deterministic); a separate launch
+keeps the update kernel's registers as they were (the flags in the same program made ptxas
+spill for bf16). Programs of absent classes stop at once. ``seen[c]`` is read before and written
+after all tiles of its own program.
 """
 
 from __future__ import annotations
@@ -18,8 +22,40 @@ from fasa_fast.kernels._launch import Launch, lanes, run
 
 
 @triton.jit
+def _flag_finite_rows_kernel(
+    x_ptr, order_ptr, starts_ptr, counts_ptr, ok_ptr, good_ptr, nonfinite_ptr, dim,
+    COUNT_NONFINITE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    # one program per class: flags its rows that hold no NaN / Inf (in its own slice of `ok`,
+    # the class's positions in the sorted order), writes how many are left and counts the others
+    c = tl.program_id(0)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    first_row = tl.load(starts_ptr + c)
+    total = tl.load(counts_ptr + c)
+    dropped = tl.zeros((), dtype=tl.int64)
+    for start in range(0, total, BLOCK_N):
+        hit = start + offs_n < total
+        rows = tl.load(order_ptr + first_row + start + offs_n, mask=hit, other=0)
+        row_bad = tl.zeros((BLOCK_N,), dtype=tl.int32)
+        for d0 in range(0, dim, BLOCK_D):
+            cols = d0 + offs_d
+            mask = hit[:, None] & (cols < dim)[None, :]
+            ptrs = x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :]
+            x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+            bad = (x != x) | (tl.abs(x) == float("inf"))
+            row_bad = tl.maximum(row_bad, tl.max(bad.to(tl.int32), axis=1))
+        tl.store(ok_ptr + first_row + start + offs_n, (row_bad == 0).to(tl.int8), mask=hit)
+        dropped += tl.sum(tl.where(hit, row_bad, 0), axis=0).to(tl.int64)
+    tl.store(good_ptr + c, total - dropped)
+    if COUNT_NONFINITE:
+        if dropped > 0:
+            tl.atomic_add(nonfinite_ptr, dropped)
+
+
+@triton.jit
 def _segmented_stats_update_kernel(
-    x_ptr, order_ptr, starts_ptr, counts_ptr, mean_ptr, std_ptr, seen_ptr,
+    x_ptr, order_ptr, starts_ptr, counts_ptr, ok_ptr, good_ptr, mean_ptr, std_ptr, seen_ptr,
     dim, momentum,
     MOMENTUM_ON_VAR: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
@@ -27,8 +63,9 @@ def _segmented_stats_update_kernel(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     first_row = tl.load(starts_ptr + c)
-    total = tl.load(counts_ptr + c)
-    if total > 0:
+    total = tl.load(counts_ptr + c)  # the class's rows in the sorted order
+    good = tl.load(good_ptr + c)  # those of them without a NaN / Inf
+    if good > 0:
         first = tl.load(seen_ptr + c) == 0
         for d0 in range(0, dim, BLOCK_D):
             cols = d0 + offs_d
@@ -37,22 +74,25 @@ def _segmented_stats_update_kernel(
             mu = tl.zeros((BLOCK_D,), dtype=tl.float32)
             m2 = tl.zeros((BLOCK_D,), dtype=tl.float32)
             for start in range(0, total, BLOCK_N):
-                hit = start + offs_n < total
-                rows = tl.load(order_ptr + first_row + start + offs_n, mask=hit, other=0)
+                in_class = start + offs_n < total
+                rows = tl.load(order_ptr + first_row + start + offs_n, mask=in_class, other=0)
+                ok = tl.load(ok_ptr + first_row + start + offs_n, mask=in_class, other=0)
+                hit = in_class & (ok != 0)
                 n_here = tl.sum(hit.to(tl.float32), axis=0)
                 mask = hit[:, None] & col_ok[None, :]
                 ptrs = x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :]
                 x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-                mb = tl.sum(x, axis=0) / n_here
+                # a chunk of dropped rows only (n_here = 0) changes nothing
+                mb = tl.sum(x, axis=0) / tl.maximum(n_here, 1.0)
                 dev = tl.where(mask, x - mb[None, :], 0.0)
                 m2b = tl.sum(dev * dev, axis=0)
                 merged = cnt + n_here
                 delta = mb - mu
-                w = n_here / merged
+                w = n_here / tl.maximum(merged, 1.0)
                 mu = mu + delta * w
                 m2 = m2 + m2b + delta * delta * cnt * w
                 cnt = merged
-            var_t = m2 / tl.maximum(total - 1, 1).to(tl.float32)
+            var_t = m2 / tl.maximum(good - 1, 1).to(tl.float32)
             std_t = tl.sqrt(var_t)
             old_mu = tl.load(mean_ptr + c * dim + cols, mask=col_ok, other=0.0)
             old_sd = tl.load(std_ptr + c * dim + cols, mask=col_ok, other=0.0)
@@ -60,7 +100,7 @@ def _segmented_stats_update_kernel(
             if MOMENTUM_ON_VAR:
                 new_sd = tl.sqrt((1.0 - momentum) * old_sd * old_sd + momentum * var_t)
             else:
-                new_sd = tl.where(total > 1, (1.0 - momentum) * old_sd + momentum * std_t, old_sd)
+                new_sd = tl.where(good > 1, (1.0 - momentum) * old_sd + momentum * std_t, old_sd)
             new_mu = tl.where(first, mu, new_mu)
             new_sd = tl.where(first, std_t, new_sd)
             tl.store(mean_ptr + c * dim + cols, new_mu, mask=col_ok)
@@ -87,6 +127,7 @@ def segmented_stats_update_launches(
     seen: torch.Tensor,
     momentum: float,
     momentum_on_var: bool,
+    nonfinite: torch.Tensor | None = None,
 ) -> list[Launch]:
     """The launches of one update (none for an empty batch or class set); arguments as
     ``fasa_fast.ops.segmented_stats_update_``."""
@@ -104,14 +145,25 @@ def segmented_stats_update_launches(
     classes = torch.arange(num_classes + 1, device=key.device)
     bounds = torch.searchsorted(sorted_key, classes)
     starts, counts = bounds[:-1], bounds[1:] - bounds[:-1]
-    meta = {
-        "MOMENTUM_ON_VAR": bool(momentum_on_var),
-        "BLOCK_N": BLOCK_N,
-        "BLOCK_D": lanes(dim, MAX_BLOCK_D),
-        "num_warps": NUM_WARPS,
-    }
-    args = (features.contiguous(), order, starts, counts, mean, std, seen, dim, float(momentum))
-    return [Launch(_segmented_stats_update_kernel, (num_classes,), args, meta)]
+    ok = torch.empty(n_rows, dtype=torch.int8, device=key.device)  # each program its own slice
+    good = torch.empty(num_classes, dtype=torch.int64, device=key.device)
+    x = features.contiguous()
+    block = {"BLOCK_N": BLOCK_N, "BLOCK_D": lanes(dim, MAX_BLOCK_D), "num_warps": NUM_WARPS}
+    counter = nonfinite if nonfinite is not None else good  # not written without COUNT_NONFINITE
+    return [
+        Launch(
+            _flag_finite_rows_kernel,
+            (num_classes,),
+            (x, order, starts, counts, ok, good, counter, dim),
+            {"COUNT_NONFINITE": nonfinite is not None, **block},
+        ),
+        Launch(
+            _segmented_stats_update_kernel,
+            (num_classes,),
+            (x, order, starts, counts, ok, good, mean, std, seen, dim, float(momentum)),
+            {"MOMENTUM_ON_VAR": bool(momentum_on_var), **block},
+        ),
+    ]
 
 
 def segmented_stats_update_triton(
@@ -122,9 +174,10 @@ def segmented_stats_update_triton(
     seen: torch.Tensor,
     momentum: float,
     momentum_on_var: bool,
+    nonfinite: torch.Tensor | None = None,
 ) -> None:
     """Launch the kernel: arguments as ``fasa_fast.ops.segmented_stats_update_``."""
     launches = segmented_stats_update_launches(
-        features, labels, mean, std, seen, momentum, momentum_on_var
+        features, labels, mean, std, seen, momentum, momentum_on_var, nonfinite
     )
     run(launches, mean.device)

@@ -8,16 +8,28 @@ import math
 import torch
 
 
+def nonfinite_rows_oracle(features, labels, num_classes):
+    """Foreground rows (label in ``[0, C)``) holding a NaN or an Inf, by a loop over every value."""
+    rows = features.detach().to(torch.float64).cpu().tolist()
+    return sum(
+        1
+        for row, lab in zip(rows, labels.detach().cpu().tolist(), strict=True)
+        if 0 <= lab < num_classes and not all(math.isfinite(v) for v in row)
+    )
+
+
 def stats_update_oracle(features, labels, mean, std, seen, momentum, momentum_on_var):
-    """Returns updated (mean, std, seen) as float64/int64 copies; inputs are untouched."""
+    """Returns updated (mean, std, seen) as float64/int64 copies; inputs are untouched. Rows
+    with a NaN or an Inf anywhere are left out (method §1.3)."""
     mean = mean.detach().to(torch.float64).cpu().clone()
     std = std.detach().to(torch.float64).cpu().clone()
     seen = seen.detach().cpu().clone()
     x = features.detach().to(torch.float64).cpu()
+    finite = [all(math.isfinite(v) for v in row) for row in x.tolist()]
     labels = labels.detach().cpu().tolist()
     num_classes, dim = mean.shape
     for c in range(num_classes):
-        rows = [i for i, lab in enumerate(labels) if lab == c]
+        rows = [i for i, lab in enumerate(labels) if lab == c and finite[i]]
         if not rows:
             continue
         n = len(rows)

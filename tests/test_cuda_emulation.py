@@ -29,7 +29,7 @@ from tests.cases import (
     fresh_state,
     sample_stats,
 )
-from tests.oracle import fisher_oracle, sample_oracle, stats_update_oracle
+from tests.oracle import fisher_oracle, nonfinite_rows_oracle, sample_oracle, stats_update_oracle
 
 # An empty batch never reaches the kernel: the launcher returns first.
 LAUNCHED_STATS_LAYOUTS = [case for case in STATS_LAYOUTS if case[1] > 0]
@@ -46,7 +46,9 @@ def _built():
 # ---- segmented_stats_update_ --------------------------------------------------------------
 
 
-def check_stats(features, labels, state, schedule, momentum=0.1, momentum_on_var=False):
+def check_stats(
+    features, labels, state, schedule, momentum=0.1, momentum_on_var=False, nonfinite=None
+):
     mean, std, seen = state
     # A class seen for the first time must be overwritten and an absent one left alone, so its
     # old statistics can be NaN: an element the kernel should write but skips stays NaN.
@@ -54,7 +56,7 @@ def check_stats(features, labels, state, schedule, momentum=0.1, momentum_on_var
     std[seen == 0] = float("nan")
     expected = stats_update_oracle(features, labels, mean, std, seen, momentum, momentum_on_var)
     emu.segmented_stats_update_(
-        features, labels, mean, std, seen, momentum, momentum_on_var, schedule=schedule
+        features, labels, mean, std, seen, momentum, momentum_on_var, nonfinite, schedule=schedule
     )
     torch.testing.assert_close(mean.double(), expected[0], equal_nan=True, **STATS_TOL)
     torch.testing.assert_close(std.double(), expected[1], equal_nan=True, **STATS_TOL)
@@ -105,7 +107,52 @@ def test_stats_successive_steps():
         check_stats(features, torch.randint(0, 7, (30,)), state, SERIAL[step % 2], momentum=0.25)
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize(
+    "n, d",
+    [(48, 24), (2500, 40), (300, 600), (2100, 300)],
+    ids=["small", "chunks", "tiles", "both"],
+)
+def test_stats_nonfinite_rows_skipped_and_counted_once(n, d, schedule):
+    # bad rows in several row chunks and feature tiles: each is dropped from every tile's
+    # statistics and counted once (not once per tile), the class with only bad rows is unseen
+    gen = torch.Generator().manual_seed(n + d)
+    features = torch.randn(n, d, generator=gen) * 3 + 1
+    labels = torch.randint(-1, 5, (n,), generator=gen)
+    labels[:3] = 0
+    labels[labels == 0] = 1
+    labels[:3] = 0  # class 0: three rows, all bad
+    bad_rows = sorted({0, 1, 2, 5, n // 2, 1023 % n, 1024 % n, n - 1})
+    for i, row in enumerate(bad_rows):
+        features[row, [0, d - 1, d // 2, min(d - 1, 257)][i % 4]] = [
+            float("nan"), float("inf"), float("-inf")
+        ][i % 3]  # fmt: skip
+    state = fresh_state(4, d, "cpu", initialised=True)
+    state[2][0] = 0  # class 0 never seen: it must stay so
+    counter = torch.full((1,), 7, dtype=torch.long)
+    expected_bad = nonfinite_rows_oracle(features, labels, 4)
+    check_stats(features, labels, state, schedule, nonfinite=counter)
+    assert counter.item() == 7 + expected_bad, f"expected 7 + {expected_bad}, got {counter.item()}"
+    assert state[2][0] == 0
+
+
 # ---- sample_virtual_features ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", SERIAL)
+def test_sample_with_a_separate_key(schedule):
+    # both kernels read the key from `key`, the counter from rng_state (which the first advances)
+    case = SAMPLE_LAYOUTS[0]
+    _, _, _, k, capacity, _ = case
+    mean, std, seen, prob = sample_inputs(case)
+    rng = torch.tensor([99, 0])
+    feats, labels, counts = emu.sample_virtual_features(
+        mean, std, seen, prob, rng, k, capacity, torch.tensor([SEED]), schedule=schedule
+    )
+    exp_feats, exp_labels, exp_counts = sample_expected(case, 0)
+    assert torch.equal(labels, exp_labels) and counts.tolist() == list(exp_counts)
+    torch.testing.assert_close(feats.double(), exp_feats, **SAMPLE_FEATURE_TOL)
+    assert rng.tolist() == [99, 1]
 
 
 SEED = 2**40 + 17

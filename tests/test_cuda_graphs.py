@@ -42,10 +42,22 @@ def test_training_step_never_syncs(backend):
             torch.cuda.set_sync_debug_mode("default")
 
 
-def test_training_step_is_graph_capturable():
+@pytest.mark.parametrize("backend", ["native", "triton", "reference"])
+def test_training_step_is_graph_capturable(backend):
+    from fasa_fast.ops import _library
+
+    if backend == "native" and not _library.native_available("cuda"):
+        pytest.skip("extension built without CUDA kernels")
+    with _library.use_backend("cuda", backend):
+        capture_and_replay()
+
+
+def capture_and_replay():
     fasa, fc = engine_and_head()
     features = torch.randn(1024, 1024, device="cuda")
     labels = torch.randint(0, 1204, (1024,), device="cuda")
+    labels[:8] = torch.arange(8, device="cuda")
+    features[:3, 5] = float("nan")  # foreground rows the op skips and counts on every replay
     eager, eager_fc = engine_and_head()
     eager.load_state_dict(fasa.state_dict())
     eager_fc.load_state_dict(fc.state_dict())
@@ -66,3 +78,5 @@ def test_training_step_is_graph_capturable():
         torch.testing.assert_close(loss, expected)
         torch.testing.assert_close(fasa.mean, eager.mean)
         assert torch.equal(fasa.rng_state, eager.rng_state)
+        assert torch.equal(fasa.skipped_rows, eager.skipped_rows)
+    assert fasa.skipped_rows[0] == 3 * 5, "3 non-finite rows per step: 2 warm-up steps, 3 replays"

@@ -386,7 +386,7 @@ def assert_same_trace(expected, got):
 # Buffers deliberately kept out of checkpoints, and why. Every other buffer must round-trip:
 # one registered with persistent=False by mistake fails the test below.
 NOT_CHECKPOINTED = {
-    "_draw_state",  # derived: key from seed and stream, counter copied from rng_state per draw
+    "_draw_key",  # derived from the seed and the stream (set_stream), not state
     "skipped_rows",  # a diagnostic the hook reads and resets every epoch
 }
 

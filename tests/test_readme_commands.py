@@ -3,6 +3,7 @@ holds the map from each README command to the test that runs it, checked against
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -35,6 +36,7 @@ RUN_BY = {
     "python -m pytest benchmarks/test_bench_sync.py": "benchmarks/ in quick mode inside make test (same code, small shapes)",
     "python benchmarks/report.py": "test_benchmark_report_reads_the_committed_results (here)",
     "python benchmarks/profile_fasa_work.py": "test_profile_command_runs (here, on the CPU)",
+    "python benchmarks/launch_budget.py": "test_launch_budget_command_runs (here, quick shapes)",
     "python -m pytest benchmarks/test_bench_detector.py": "benchmarks/ in quick mode inside make test (same code, one round)",
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
     "python -m benchmarks.detection_evidence": "tests/mmdet/test_detection_evidence.py (its --tiny mode)",
@@ -103,3 +105,18 @@ def test_profile_command_runs():
         cwd=REPO,
     ).stdout
     assert "host time per step" in out and "fasa_fast::segmented_stats_update_" in out
+
+
+def test_launch_budget_command_runs(tmp_path):
+    out = tmp_path / "budget.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/launch_budget.py", "--quick", "--paths", "engine",
+         "--backends", "native,reference", "--steps", "2", "--json", str(out)],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    record = json.loads(out.read_text())
+    engine = record["results"]["engine"]
+    assert set(engine) == {"native", "reference"}, engine.keys()
+    for backend, result in engine.items():
+        assert 0 < result["ops"] <= record["budget"], (backend, result["ops_by_name"])
+        assert result["host_time_per_step_us"]["median"] > 0

@@ -49,6 +49,28 @@ def test_layouts_match_oracle(device_backend, case):
     check_against_oracle(mean, std, seen, prob, seed=2**40 + 17, k=k, capacity=capacity)
 
 
+@pytest.mark.parametrize("key_value", [-(2**63), -5, 2**40 + 17, 2**63 - 1])
+def test_key_replaces_the_seed_and_the_counter_still_advances(device_backend, key_value):
+    # the draw is the oracle's under `key`, whatever rng_state[0] holds; only rng_state[1] moves
+    case = SAMPLE_LAYOUTS[0]
+    _, c, d, k, capacity, make_prob = case
+    mean, std, seen = sample_stats(c, d, device_backend)
+    prob = make_prob(c).to(device_backend)
+    rng = torch.tensor([12345, 7], device=device_backend)
+    key = torch.tensor([key_value], device=device_backend)
+    for call in (7, 8):
+        feats, labels, counts = sample_virtual_features(
+            mean, std, seen, prob, rng, k, capacity, key=key
+        )
+        exp_feats, exp_labels, exp_counts = sample_oracle(
+            mean.cpu(), std.cpu(), seen.cpu(), prob.cpu(), key_value, call, k, capacity
+        )
+        assert torch.equal(labels.cpu(), exp_labels)
+        assert counts.tolist() == list(exp_counts)
+        torch.testing.assert_close(feats.cpu().double(), exp_feats, **SAMPLE_FEATURE_TOL)
+    assert rng.tolist() == [12345, 9] and key.tolist() == [key_value]
+
+
 def test_no_class_seen_gives_padding_only(device_backend):
     mean, std, _ = sample_stats(8, 4, device_backend)
     seen = torch.zeros(8, dtype=torch.long, device=device_backend)
@@ -173,6 +195,9 @@ BAD_CALLS = [
     ("std-shape", {"std": torch.ones(4, 2)}, ValueError, "std: expected shape"),
     ("device", {"rng_state": torch.zeros(2, dtype=torch.long, device="meta")}, ValueError, "rng_state: expected a tensor on cpu"),
     ("zero-dims", {"mean": torch.zeros(4, 0), "std": torch.ones(4, 0)}, ValueError, r"^mean: expected D >= 1 feature dimensions, got 0$"),
+    ("key-shape", {"key": torch.zeros(2, dtype=torch.long)}, ValueError, r"key: expected shape \(1,\) \(one 64-bit Philox key\)"),
+    ("key-dtype", {"key": torch.zeros(1, dtype=torch.int32)}, TypeError, "key: expected dtype int64"),
+    ("key-device", {"key": torch.zeros(1, dtype=torch.long, device="meta")}, ValueError, "key: expected a tensor on cpu"),
 ]  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import fasa_fast
 from fasa_fast.ops import _library, segmented_stats_update_
 from tests.backends import cuda_backend_params
 from tests.cases import STATS_LARGE_LAYOUTS, STATS_LAYOUTS, STATS_TOL, fresh_state, stats_args
-from tests.oracle import stats_update_oracle
+from tests.oracle import nonfinite_rows_oracle, stats_update_oracle
 
 
 def check_against_oracle(features, labels, state, momentum=0.1, momentum_on_var=False):
@@ -105,6 +105,61 @@ def test_property_random_layouts(n, c, d, seed, momentum, momentum_on_var, backe
     with _library.use_backend("cpu", backend):
         state = fresh_state(c, d, "cpu", initialised=seed % 2 == 0)
         check_against_oracle(features, labels, state, momentum, momentum_on_var)
+
+
+def poisoned(n, c, d, device, dtype=torch.float32, seed=0):
+    """A batch with NaN / +Inf / -Inf rows among foreground, background and ignored rows: each
+    bad row holds a single bad value, at the first, the last or a middle dimension; one class
+    has only bad rows, one has a single good row left."""
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, d, generator=gen) * 3 + 1
+    labels = torch.randint(-1, c + 1, (n,), generator=gen)
+    labels[(labels == 0) | (labels == 1)] = 2
+    labels[:4] = 0  # class 0: every row bad
+    labels[4:7] = 1  # class 1: one good row of three
+    bad_rows = [0, 1, 2, 3, 4, 5, 9, n - 1, n - 3]
+    values = [float("nan"), float("inf"), float("-inf")]
+    for i, row in enumerate(bad_rows):
+        features[row, [0, d - 1, d // 2][i % 3]] = values[i % 3]
+    labels[n - 3] = c  # a background row with a NaN: skipped, not counted
+    return features.to(dtype).to(device), labels.to(device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dim", [1, 7, 300], ids=["d1", "d7", "d300"])
+def test_nonfinite_rows_are_skipped_and_counted(device_backend, dtype, dim):
+    features, labels = poisoned(40, 5, dim, device_backend, dtype)
+    mean, std, seen = fresh_state(5, dim, device_backend, initialised=True)
+    expected = stats_update_oracle(features, labels, mean, std, seen, 0.1, False)
+    counter = torch.full((1,), 3, dtype=torch.long, device=device_backend)
+    segmented_stats_update_(features, labels, mean, std, seen, nonfinite=counter)
+    assert torch.isfinite(mean).all() and torch.isfinite(std).all()
+    torch.testing.assert_close(mean.cpu().double(), expected[0], **STATS_TOL)
+    torch.testing.assert_close(std.cpu().double(), expected[1], **STATS_TOL)
+    assert torch.equal(seen.cpu(), expected[2])
+    bad = nonfinite_rows_oracle(features, labels, 5)
+    assert bad >= 6, "the batch has bad foreground rows"
+    assert counter.item() == 3 + bad, f"nonfinite: expected 3 + {bad}, got {counter.item()}"
+
+
+def test_nonfinite_rows_skipped_without_a_counter(device_backend):
+    features, labels = poisoned(40, 5, 9, device_backend)
+    mean, std, seen = fresh_state(5, 9, device_backend)
+    expected = stats_update_oracle(features, labels, mean, std, seen, 0.1, False)
+    segmented_stats_update_(features, labels, mean, std, seen)
+    torch.testing.assert_close(mean.cpu().double(), expected[0], **STATS_TOL)
+    assert torch.equal(seen.cpu(), expected[2])
+    assert seen[0] == 0, "a class with only bad rows is not seen"
+
+
+def test_nonfinite_counter_argument_checked():
+    features, labels, mean, std, seen, m, v = stats_args("cpu")
+    for bad, exc, match in (
+        (torch.zeros(2, dtype=torch.long), ValueError, r"nonfinite: expected shape \(1,\)"),
+        (torch.zeros(1), TypeError, "nonfinite: expected dtype int64"),
+    ):
+        with pytest.raises(exc, match=match):
+            segmented_stats_update_(features, labels, mean, std, seen, m, v, nonfinite=bad)
 
 
 def test_zero_feature_dims_rejected(device_backend):

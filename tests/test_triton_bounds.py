@@ -85,14 +85,17 @@ def test_stats_launches_stay_in_bounds(device, dim):
     mean, m_tail = guarded((c, dim), torch.float32, device)
     std, s_tail = guarded((c, dim), torch.float32, device)
     seen, n_tail = guarded((c,), torch.long, device)
+    nonfinite, b_tail = guarded((1,), torch.long, device)
+    features[3, dim - 1] = float("nan")  # class 0 keeps row 0
     run(
-        segmented_stats_update_launches(features, labels, mean, std, seen, 0.9, False),
+        segmented_stats_update_launches(features, labels, mean, std, seen, 0.9, False, nonfinite),
         torch.device(device),
     )
     assert_untouched(m_tail, "mean")
     assert_untouched(s_tail, "std")
     assert_untouched(n_tail, "seen")
-    assert seen.tolist() == [1, 1, 1]
+    assert_untouched(b_tail, "nonfinite")
+    assert seen.tolist() == [1, 1, 1] and nonfinite.tolist() == [1]
     torch.testing.assert_close(mean[1], features[4])  # a first sighting takes the batch mean
 
 

@@ -35,13 +35,14 @@ def planned_launches():
         return torch.empty(*shape, dtype=dtype, device="meta")
 
     num_classes, rows = 8, 256
-    for dtype, label_dtype, on_var, dim in itertools.product(
-        FEATURE_DTYPES, LABEL_DTYPES, (False, True), SIZES
+    for dtype, label_dtype, on_var, counter, dim in itertools.product(
+        FEATURE_DTYPES, LABEL_DTYPES, (False, True), (False, True), SIZES
     ):
         yield from segmented_stats_update_launches(
             empty(rows, dim, dtype=dtype), empty(rows, dtype=label_dtype),
             empty(num_classes, dim), empty(num_classes, dim),
             empty(num_classes, dtype=torch.int64), 0.1, on_var,
+            empty(1, dtype=torch.int64) if counter else None,
         )  # fmt: skip
     for c, dim in itertools.product(SIZES, SIZES):
         yield from fisher_distance_launches(empty(c, dim), empty(c, dim), 1e-6, empty(c, c))

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -15,15 +16,17 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cpu(
     const at::Tensor& mean, const at::Tensor& std_, const at::Tensor& seen,
-    const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity) {
-  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity);
+    const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity,
+    const std::optional<at::Tensor>& key) {
+  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key);
   check::device_type(mean, "mean", at::kCPU);
   const int64_t n_classes = mean.size(0), dim = mean.size(1);
   auto features = at::zeros({capacity, dim}, mean.options());
   auto labels = at::full({capacity}, -1, mean.options().dtype(at::kLong));
   auto counts = at::zeros({2}, mean.options().dtype(at::kLong));
   int64_t* state = rng_state.data_ptr<int64_t>();
-  const uint64_t seed = static_cast<uint64_t>(state[0]);
+  const uint64_t seed = static_cast<uint64_t>(key.has_value() ? *key->const_data_ptr<int64_t>()
+                                                                : state[0]);
   const uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
   const uint32_t call = static_cast<uint32_t>(state[1]);
   state[1] += 1;

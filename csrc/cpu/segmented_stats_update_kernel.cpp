@@ -1,5 +1,6 @@
 // CPU kernel of fasa_fast::segmented_stats_update_.
-// Rows are bucketed by label with one counting pass (labels outside [0, C) are skipped), then
+// Rows are bucketed by label with one counting pass (labels outside [0, C) are skipped, and so
+// are foreground rows holding a NaN or an Inf, which are counted into `nonfinite`), then
 // the classes present are processed in parallel: an exact two-pass mean / unbiased std per
 // class in double, followed by the momentum update of the fp32 state. The inner loops are
 // branch-free over D so that they vectorise (an AVX2 clone is chosen at load time on x86-64).
@@ -8,6 +9,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "../checks.h"
@@ -63,10 +65,19 @@ FASA_CPU_CLONES void update_class(float* __restrict__ mu, float* __restrict__ si
   }
 }
 
+// Whether every feature of a row is finite (a NaN or an Inf row is kept out of the statistics).
+template <typename scalar_t>
+bool row_is_finite(const scalar_t* row, int64_t dim) {
+  for (int64_t d = 0; d < dim; ++d) {
+    if (!std::isfinite(static_cast<float>(row[d]))) return false;
+  }
+  return true;
+}
+
 template <typename scalar_t, typename label_t>
 void stats_update_cpu_impl(const at::Tensor& features, const at::Tensor& labels, at::Tensor& mean,
                            at::Tensor& std_, at::Tensor& seen, double momentum,
-                           bool momentum_on_var) {
+                           bool momentum_on_var, int64_t* nonfinite) {
   const int64_t n_rows = features.size(0);
   const int64_t dim = features.size(1);
   const int64_t n_classes = mean.size(0);
@@ -76,11 +87,23 @@ void stats_update_cpu_impl(const at::Tensor& features, const at::Tensor& labels,
   float* sigma = std_.data_ptr<float>();
   int64_t* seen_p = seen.data_ptr<int64_t>();
 
+  // The class of each row that enters the statistics (-1: background, ignored or non-finite).
+  std::vector<int64_t> row_class(n_rows, -1);
+  int64_t bad_rows = 0;
+  for (int64_t i = 0; i < n_rows; ++i) {
+    const int64_t c = static_cast<int64_t>(lab[i]);
+    if (c < 0 || c >= n_classes) continue;
+    if (row_is_finite(x + i * dim, dim)) {
+      row_class[i] = c;
+    } else {
+      ++bad_rows;
+    }
+  }
+  if (nonfinite != nullptr) *nonfinite += bad_rows;
   // Counting sort of the valid rows by class: offsets[c]..offsets[c+1] index into `rows`.
   std::vector<int64_t> offsets(n_classes + 1, 0);
   for (int64_t i = 0; i < n_rows; ++i) {
-    const int64_t c = static_cast<int64_t>(lab[i]);
-    if (c >= 0 && c < n_classes) ++offsets[c + 1];
+    if (row_class[i] >= 0) ++offsets[row_class[i] + 1];
   }
   std::vector<int64_t> present;
   for (int64_t c = 0; c < n_classes; ++c) {
@@ -90,8 +113,7 @@ void stats_update_cpu_impl(const at::Tensor& features, const at::Tensor& labels,
   std::vector<int64_t> rows(offsets[n_classes]);
   std::vector<int64_t> cursor(offsets.begin(), offsets.end() - 1);
   for (int64_t i = 0; i < n_rows; ++i) {
-    const int64_t c = static_cast<int64_t>(lab[i]);
-    if (c >= 0 && c < n_classes) rows[cursor[c]++] = i;
+    if (row_class[i] >= 0) rows[cursor[row_class[i]]++] = i;
   }
 
   // Parallel over classes, in chunks of roughly equal row counts' worth of work.
@@ -120,20 +142,22 @@ void stats_update_cpu_impl(const at::Tensor& features, const at::Tensor& labels,
 
 void segmented_stats_update_cpu(const at::Tensor& features, const at::Tensor& labels,
                                 at::Tensor mean, at::Tensor std_, at::Tensor seen,
-                                double momentum, bool momentum_on_var) {
-  check_stats_update_args(features, labels, mean, std_, seen, momentum);
+                                double momentum, bool momentum_on_var,
+                                const std::optional<at::Tensor>& nonfinite) {
+  check_stats_update_args(features, labels, mean, std_, seen, momentum, nonfinite);
   check::device_type(features, "features", at::kCPU);
   if (features.size(0) == 0 || mean.size(0) == 0) return;
+  int64_t* bad = nonfinite.has_value() ? nonfinite->data_ptr<int64_t>() : nullptr;
   const auto x = features.contiguous();
   const auto lab = labels.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "segmented_stats_update_cpu", [&] {
         if (lab.scalar_type() == at::kLong) {
           stats_update_cpu_impl<scalar_t, int64_t>(x, lab, mean, std_, seen, momentum,
-                                                   momentum_on_var);
+                                                   momentum_on_var, bad);
         } else {
           stats_update_cpu_impl<scalar_t, int32_t>(x, lab, mean, std_, seen, momentum,
-                                                   momentum_on_var);
+                                                   momentum_on_var, bad);
         }
       });
 }

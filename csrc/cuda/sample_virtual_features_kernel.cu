@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <tuple>
 
 #include "../checks.h"
@@ -17,8 +18,9 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cuda(
     const at::Tensor& mean, const at::Tensor& std_, const at::Tensor& seen,
-    const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity) {
-  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity);
+    const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity,
+    const std::optional<at::Tensor>& key) {
+  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key);
   check::device_type(mean, "mean", at::kCUDA);
   const c10::cuda::CUDAGuard guard(mean.device());
   const int64_t n_classes = mean.size(0), dim = mean.size(1);
@@ -32,17 +34,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cuda(
     rng_state.narrow(0, 1, 1).add_(1);
     return {features, labels, counts};
   }
+  // the Philox key: `key` when given, else rng_state[0]
+  const int64_t* key_p = key.has_value() ? key->const_data_ptr<int64_t>()
+                                         : rng_state.const_data_ptr<int64_t>();
   auto slots = at::empty({2, std::max<int64_t>(capacity, 1)}, mean.options().dtype(at::kInt));
   const auto mu = mean.contiguous(), sigma = std_.contiguous();
   const auto seen_c = seen.contiguous(), prob_c = prob.contiguous();
   select_classes_kernel<<<1, kSelectThreads, 0, stream>>>(
-      seen_c.const_data_ptr<int64_t>(), prob_c.const_data_ptr<float>(),
+      seen_c.const_data_ptr<int64_t>(), prob_c.const_data_ptr<float>(), key_p,
       rng_state.data_ptr<int64_t>(), slots[0].data_ptr<int32_t>(), slots[1].data_ptr<int32_t>(),
       counts.data_ptr<int64_t>(), n_classes, k, capacity);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (capacity > 0) {
     fill_rows_kernel<<<static_cast<unsigned>(capacity), kFillThreads, 0, stream>>>(
-        mu.const_data_ptr<float>(), sigma.const_data_ptr<float>(),
+        mu.const_data_ptr<float>(), sigma.const_data_ptr<float>(), key_p,
         rng_state.const_data_ptr<int64_t>(), slots[0].const_data_ptr<int32_t>(),
         slots[1].const_data_ptr<int32_t>(), features.data_ptr<float>(),
         labels.data_ptr<int64_t>(), dim);

@@ -26,14 +26,14 @@ constexpr int kFillThreads = 256;
 
 __global__ void __launch_bounds__(kSelectThreads)
     select_classes_kernel(const int64_t* __restrict__ seen, const float* __restrict__ prob,
-                          int64_t* __restrict__ rng_state, int32_t* __restrict__ slot_class,
-                          int32_t* __restrict__ slot_replica, int64_t* __restrict__ counts,
+                          const int64_t* key, int64_t* rng_state,
+                          int32_t* __restrict__ slot_class, int32_t* __restrict__ slot_replica, int64_t* __restrict__ counts,
                           int64_t n_classes, int64_t k, int64_t capacity) {
   using BlockScan = cub::BlockScan<int, kSelectThreads>;
   __shared__ typename BlockScan::TempStorage scan_storage;
   __shared__ int64_t start;
   const int tid = threadIdx.x;
-  const uint64_t seed = static_cast<uint64_t>(rng_state[0]);
+  const uint64_t seed = static_cast<uint64_t>(key[0]);  // key may alias rng_state[0]
   const uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
   const uint32_t call = static_cast<uint32_t>(rng_state[1]);
   for (int64_t s = tid; s < capacity; s += kSelectThreads) slot_class[s] = -1;
@@ -72,7 +72,8 @@ __global__ void __launch_bounds__(kSelectThreads)
 
 __global__ void __launch_bounds__(kFillThreads)
     fill_rows_kernel(const float* __restrict__ mean, const float* __restrict__ stdev,
-                     const int64_t* __restrict__ rng_state, const int32_t* __restrict__ slot_class,
+                     const int64_t* key, const int64_t* rng_state,
+                     const int32_t* __restrict__ slot_class,
                      const int32_t* __restrict__ slot_replica, float* __restrict__ out,
                      int64_t* __restrict__ labels, int64_t dim) {
   const int64_t slot = blockIdx.x;
@@ -84,7 +85,7 @@ __global__ void __launch_bounds__(kFillThreads)
     return;
   }
   if (threadIdx.x == 0) labels[slot] = c;
-  const uint64_t seed = static_cast<uint64_t>(rng_state[0]);
+  const uint64_t seed = static_cast<uint64_t>(key[0]);
   const uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
   const uint32_t call = static_cast<uint32_t>(rng_state[1] - 1);  // advanced by kernel 1
   const uint32_t stream = static_cast<uint32_t>(2 + slot_replica[slot]);

@@ -7,6 +7,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <optional>
+
 #include "../checks.h"
 #include "segmented_stats_update_kernels.cuh"
 
@@ -15,8 +17,9 @@ namespace {
 
 void segmented_stats_update_cuda(const at::Tensor& features, const at::Tensor& labels,
                                  at::Tensor mean, at::Tensor std_, at::Tensor seen,
-                                 double momentum, bool momentum_on_var) {
-  check_stats_update_args(features, labels, mean, std_, seen, momentum);
+                                 double momentum, bool momentum_on_var,
+                                 const std::optional<at::Tensor>& nonfinite) {
+  check_stats_update_args(features, labels, mean, std_, seen, momentum, nonfinite);
   check::device_type(features, "features", at::kCUDA);
   if (features.size(0) == 0 || mean.size(0) == 0) return;
   const c10::cuda::CUDAGuard guard(features.device());
@@ -24,18 +27,19 @@ void segmented_stats_update_cuda(const at::Tensor& features, const at::Tensor& l
   const auto lab = labels.contiguous();
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const dim3 grid(static_cast<unsigned>(mean.size(0)));
+  int64_t* bad = nonfinite.has_value() ? nonfinite->data_ptr<int64_t>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "segmented_stats_update_cuda", [&] {
         if (lab.scalar_type() == at::kLong) {
           segmented_stats_update_kernel<scalar_t, int64_t><<<grid, kThreads, 0, stream>>>(
               x.const_data_ptr<scalar_t>(), lab.const_data_ptr<int64_t>(),
               mean.data_ptr<float>(), std_.data_ptr<float>(), seen.data_ptr<int64_t>(),
-              x.size(0), x.size(1), static_cast<float>(momentum), momentum_on_var);
+              x.size(0), x.size(1), static_cast<float>(momentum), momentum_on_var, bad);
         } else {
           segmented_stats_update_kernel<scalar_t, int32_t><<<grid, kThreads, 0, stream>>>(
               x.const_data_ptr<scalar_t>(), lab.const_data_ptr<int32_t>(),
               mean.data_ptr<float>(), std_.data_ptr<float>(), seen.data_ptr<int64_t>(),
-              x.size(0), x.size(1), static_cast<float>(momentum), momentum_on_var);
+              x.size(0), x.size(1), static_cast<float>(momentum), momentum_on_var, bad);
         }
       });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

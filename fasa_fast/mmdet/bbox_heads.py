@@ -113,6 +113,15 @@ class FASABBoxHeadMixin:
             return losses.one_hot_bce(logits[:, : self.num_classes], labels)
         return losses.softmax_ce(logits, labels)
 
+    def fasa_virtual_loss_fn(self):
+        """The per-row loss the engine's virtual loss takes: None (the engine's own softmax
+        cross-entropy over all of ``fc_cls``'s outputs, one fused reduction) where that is
+        ``fasa_per_row_loss`` — a softmax head without custom channels, whose ``fc_cls`` has
+        exactly the logits ``fasa_class_logits`` keeps — else ``fasa_per_row_loss``."""
+        if self.fasa_virtual_loss == "softmax" and not self.custom_cls_channels:
+            return None
+        return self.fasa_per_row_loss
+
     def loss_and_target(
         self,
         cls_score,
@@ -141,7 +150,7 @@ class FASABBoxHeadMixin:
         self._fasa_in_virtual_pass = True
         try:
             out["loss_bbox"]["loss_cls_fasa"] = self.fasa.virtual_loss(
-                self.fc_cls, self.fasa_per_row_loss
+                self.fc_cls, self.fasa_virtual_loss_fn()
             )
         finally:
             self._fasa_in_virtual_pass = False

@@ -25,6 +25,7 @@ def segmented_stats_update_reference(
     seen: torch.Tensor,
     momentum: float,
     momentum_on_var: bool,
+    nonfinite: torch.Tensor | None = None,
 ) -> None:
     """Update per-class running statistics in place from one batch of features.
 
@@ -36,6 +37,8 @@ def segmented_stats_update_reference(
         momentum: weight of the batch statistics in the running average.
         momentum_on_var: average the variance instead of the std (the public reference
             implementation's behaviour); a class with one row then pushes a zero variance.
+        nonfinite: ``[1]`` int64 or None; foreground rows holding a NaN or an Inf are skipped
+            and, when given, counted into ``nonfinite[0]``.
 
     For each class c with n_c rows: batch mean m and unbiased std s (s = 0 when n_c = 1).
     First sighting (seen[c] == 0): mean = m, std = s. Later: mean <- (1 - momentum) mean +
@@ -43,7 +46,11 @@ def segmented_stats_update_reference(
     with ``momentum_on_var`` std <- sqrt((1 - momentum) std^2 + momentum s^2).
     """
     num_classes, dim = mean.shape
-    valid = (labels >= 0) & (labels < num_classes)
+    foreground = (labels >= 0) & (labels < num_classes)
+    finite = torch.isfinite(features).all(dim=1)
+    valid = foreground & finite
+    if nonfinite is not None:
+        nonfinite.add_((foreground & ~finite).sum())
     # Invalid rows go to a dump bucket at index C, dropped below.
     bucket = torch.where(
         valid, labels.long(), torch.full_like(labels, num_classes, dtype=torch.long)
@@ -138,6 +145,7 @@ def sample_virtual_features_reference(
     rng_state: torch.Tensor,
     k: int,
     capacity: int,
+    key: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw FASA's virtual features (method §2) into a fixed-size buffer, without host sync.
 
@@ -146,7 +154,7 @@ def sample_virtual_features_reference(
     class in cyclic class order starting at a random class, ``k`` consecutive rows per class;
     rows that do not fit in ``capacity`` are dropped (so overflow never favours low class
     indices). ``rng_state = [seed, call]`` (int64) makes the draw explicit and is advanced by
-    one call in place.
+    one call in place; ``key`` (``[1]`` int64), when given, replaces ``seed`` as the key.
 
     Returns:
         features: ``[capacity, D]`` float32, zero rows past the valid ones;
@@ -155,7 +163,8 @@ def sample_virtual_features_reference(
     """
     num_classes, dim = mean.shape
     device = mean.device
-    seed, call = rng_state[0], rng_state[1] & _MASK32
+    seed = rng_state[0] if key is None else key[0]
+    call = rng_state[1] & _MASK32
     k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
     zero = torch.zeros((), dtype=torch.long, device=device)
     classes = torch.arange(num_classes, device=device)

@@ -16,7 +16,7 @@ from fasa_fast.ops._validate import (
 )
 
 
-def _fake(mean, std, seen, prob, rng_state, k, capacity):
+def _fake(mean, std, seen, prob, rng_state, k, capacity, key=None):
     return (
         mean.new_empty(capacity, mean.shape[1]),
         mean.new_empty(capacity, dtype=torch.long),
@@ -27,7 +27,7 @@ def _fake(mean, std, seen, prob, rng_state, k, capacity):
 declare_op(
     "sample_virtual_features",
     "(Tensor mean, Tensor std, Tensor seen, Tensor prob, Tensor(a!) rng_state, int k, "
-    "int capacity) -> (Tensor, Tensor, Tensor)",
+    "int capacity, Tensor? key=None) -> (Tensor, Tensor, Tensor)",
     fake=_fake,
     reference="fasa_fast.ops.reference:sample_virtual_features_reference",
     triton="fasa_fast.kernels.sample_virtual_features:sample_virtual_features_triton",
@@ -49,11 +49,14 @@ def sample_virtual_features(
     rng_state: torch.Tensor,
     k: int = 1,
     capacity: int = 64,
+    key: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bernoulli(``prob``) class selection and ``k`` Gaussian features per selected class.
 
     Shapes are fixed by ``capacity`` and nothing is read back to the host, so a training step
-    that calls this stays CUDA-graph capturable.
+    that calls this stays CUDA-graph capturable. One dispatched op; on CUDA the native and the
+    Triton backends launch two kernels (the selection, then the rows), plus the allocation's
+    fills.
 
     Args:
         mean, std: ``[C, D]`` float32 running class statistics (``D >= 1``).
@@ -67,6 +70,9 @@ def sample_virtual_features(
             ``capacity`` are dropped: the first ``capacity // k`` selected classes in that
             order keep all ``k`` rows, the next keeps ``capacity % k`` of them, later ones
             none; ``counts`` reports how many rows were requested.
+        key: ``[1]`` int64 on the same device, or None: the Philox key of the draw in place of
+            ``rng_state[0]`` (the call counter is still ``rng_state[1]``'s). ``FASA`` draws
+            with its stream's key this way while checkpointing ``[seed, call]``.
 
     Returns:
         ``features [capacity, D]`` float32 (zero rows past the valid ones), ``labels
@@ -86,10 +92,14 @@ def sample_virtual_features(
     check_feature_dim("mean", mean)
     check_same_device("mean", mean, std=std, seen=seen, prob=prob, rng_state=rng_state)
     check_state("rng_state", rng_state)
+    if key is not None:
+        check_tensor("key", key, dtypes=INT64)
+        check_shape("key", key, (1,), "one 64-bit Philox key")
+        check_same_device("mean", mean, key=key)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k: expected an int >= 1, got {k!r}")
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
         raise ValueError(f"capacity: expected an int >= 0, got {capacity!r}")
     return torch.ops.fasa_fast.sample_virtual_features(
-        mean.detach(), std.detach(), seen, prob.detach(), rng_state, k, capacity
+        mean.detach(), std.detach(), seen, prob.detach(), rng_state, k, capacity, key
     )

@@ -43,10 +43,10 @@ _P, _I, _I64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
 _F, _B = ctypes.c_float, ctypes.c_bool
 _RUN = [_I, _I64]  # schedule, timeout_ms
 _SIGNATURES = {
-    "fasa_emu_segmented_stats_update": [_I, _I, _P, _P, _P, _P, _P, _I64, _I64, _I64, _F, _B, *_RUN],
+    "fasa_emu_segmented_stats_update": [_I, _I, _P, _P, _P, _P, _P, _I64, _I64, _I64, _F, _B, _P, *_RUN],
     "fasa_emu_fisher_distance": [_P, _P, _P, _I64, _I64, _F, *_RUN],
-    "fasa_emu_select_classes": [_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, *_RUN],
-    "fasa_emu_fill_rows": [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, *_RUN],
+    "fasa_emu_select_classes": [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, *_RUN],
+    "fasa_emu_fill_rows": [_P, _P, _P, _P, _P, _P, _P, _P, _I64, _I64, *_RUN],
     "fasa_emu_neighbour_sum": [_P, _P, _I, _I, _B, *_RUN],
     "fasa_emu_misused_barrier": [_I, _I, _I, _I, *_RUN],
     "fasa_emu_index": [_P, _P, _P, *_RUN],
@@ -123,9 +123,19 @@ def _ptr(t: torch.Tensor) -> int:
 
 
 def segmented_stats_update_(
-    features, labels, mean, std, seen, momentum=0.1, momentum_on_var=False, *, schedule
+    features,
+    labels,
+    mean,
+    std,
+    seen,
+    momentum=0.1,
+    momentum_on_var=False,
+    nonfinite=None,
+    *,
+    schedule,
 ) -> None:
-    """``segmented_stats_update_cuda`` of ``csrc/cuda``: updates mean / std / seen in place."""
+    """``segmented_stats_update_cuda`` of ``csrc/cuda``: updates mean / std / seen (and the
+    ``nonfinite`` counter, when given) in place."""
     assert features.shape[0] > 0 and mean.shape[0] > 0, "the launcher returns for N = 0 or C = 0"
     x, lab = features.contiguous(), labels.contiguous()
     _launch(
@@ -142,6 +152,7 @@ def segmented_stats_update_(
         mean.shape[0],
         momentum,
         momentum_on_var,
+        None if nonfinite is None else _ptr(nonfinite),
         schedule=schedule,
     )
 
@@ -156,8 +167,11 @@ def fisher_distance(mean, std, eps=1e-6, *, schedule) -> torch.Tensor:
     return out
 
 
-def sample_virtual_features(mean, std, seen, prob, rng_state, k=1, capacity=64, *, schedule):
-    """``sample_virtual_features_cuda``: both launches, rng_state advanced in place.
+def sample_virtual_features(
+    mean, std, seen, prob, rng_state, k=1, capacity=64, key=None, *, schedule
+):
+    """``sample_virtual_features_cuda``: both launches, rng_state advanced in place; the key is
+    ``key[0]`` when given, else ``rng_state[0]`` (the launcher passes the same pointer).
 
     Between the launches the slot map is checked, so that a slot the selection kernel left
     unwritten fails here instead of sending the fill kernel out of bounds.
@@ -174,6 +188,7 @@ def sample_virtual_features(mean, std, seen, prob, rng_state, k=1, capacity=64, 
         "fasa_emu_select_classes",
         _ptr(seen_c),
         _ptr(prob_c),
+        _ptr(rng_state if key is None else key),
         _ptr(rng_state),
         _ptr(slot_class),
         _ptr(slot_replica),
@@ -193,6 +208,7 @@ def sample_virtual_features(mean, std, seen, prob, rng_state, k=1, capacity=64, 
             "fasa_emu_fill_rows",
             _ptr(mu),
             _ptr(sigma),
+            _ptr(rng_state if key is None else key),
             _ptr(rng_state),
             _ptr(slot_class),
             _ptr(slot_replica),

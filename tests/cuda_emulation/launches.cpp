@@ -42,24 +42,25 @@ int guarded(F&& launch) {
 template <typename scalar_t, typename label_t>
 void launch_stats_update(const void* x, const void* labels, float* mean, float* stdev,
                          int64_t* seen, int64_t n_rows, int64_t dim, int64_t n_classes,
-                         float momentum, bool momentum_on_var,
+                         float momentum, bool momentum_on_var, int64_t* nonfinite,
                          const fasa_emu::LaunchOptions& opts) {
   fasa_emu::launch(fasa_fast::segmented_stats_update_kernel<scalar_t, label_t>,
                    dim3(static_cast<unsigned>(n_classes)), dim3(fasa_fast::kThreads), opts,
                    static_cast<const scalar_t*>(x), static_cast<const label_t*>(labels), mean,
-                   stdev, seen, n_rows, dim, momentum, momentum_on_var);
+                   stdev, seen, n_rows, dim, momentum, momentum_on_var, nonfinite);
 }
 
 template <typename scalar_t>
 void dispatch_labels(int label_type, const void* x, const void* labels, float* mean,
                      float* stdev, int64_t* seen, int64_t n_rows, int64_t dim, int64_t n_classes,
-                     float momentum, bool momentum_on_var, const fasa_emu::LaunchOptions& opts) {
+                     float momentum, bool momentum_on_var, int64_t* nonfinite,
+                     const fasa_emu::LaunchOptions& opts) {
   if (label_type == 0)
     launch_stats_update<scalar_t, int64_t>(x, labels, mean, stdev, seen, n_rows, dim, n_classes,
-                                           momentum, momentum_on_var, opts);
+                                           momentum, momentum_on_var, nonfinite, opts);
   else
     launch_stats_update<scalar_t, int32_t>(x, labels, mean, stdev, seen, n_rows, dim, n_classes,
-                                           momentum, momentum_on_var, opts);
+                                           momentum, momentum_on_var, nonfinite, opts);
 }
 
 // ---- kernels that test the emulator -------------------------------------------------------
@@ -126,19 +127,19 @@ FASA_EMU_API int fasa_emu_segmented_stats_update(int scalar_type, int label_type
                                                  const void* labels, float* mean, float* stdev,
                                                  int64_t* seen, int64_t n_rows, int64_t dim,
                                                  int64_t n_classes, float momentum,
-                                                 bool momentum_on_var, int schedule,
-                                                 int64_t timeout_ms) {
+                                                 bool momentum_on_var, int64_t* nonfinite,
+                                                 int schedule, int64_t timeout_ms) {
   return guarded([&] {
     const auto opts = options(schedule, timeout_ms);
     if (scalar_type == 0)
       dispatch_labels<float>(label_type, x, labels, mean, stdev, seen, n_rows, dim, n_classes,
-                             momentum, momentum_on_var, opts);
+                             momentum, momentum_on_var, nonfinite, opts);
     else if (scalar_type == 1)
       dispatch_labels<c10::Half>(label_type, x, labels, mean, stdev, seen, n_rows, dim,
-                                 n_classes, momentum, momentum_on_var, opts);
+                                 n_classes, momentum, momentum_on_var, nonfinite, opts);
     else
       dispatch_labels<c10::BFloat16>(label_type, x, labels, mean, stdev, seen, n_rows, dim,
-                                     n_classes, momentum, momentum_on_var, opts);
+                                     n_classes, momentum, momentum_on_var, nonfinite, opts);
   });
 }
 
@@ -155,18 +156,18 @@ FASA_EMU_API int fasa_emu_fisher_distance(const float* mean, const float* var, f
 }
 
 FASA_EMU_API int fasa_emu_select_classes(const int64_t* seen, const float* prob,
-                                         int64_t* rng_state, int32_t* slot_class,
+                                         const int64_t* key, int64_t* rng_state, int32_t* slot_class,
                                          int32_t* slot_replica, int64_t* counts,
                                          int64_t n_classes, int64_t k, int64_t capacity,
                                          int schedule, int64_t timeout_ms) {
   return guarded([&] {
     fasa_emu::launch(fasa_fast::select_classes_kernel, dim3(1), dim3(fasa_fast::kSelectThreads),
-                     options(schedule, timeout_ms), seen, prob, rng_state, slot_class,
+                     options(schedule, timeout_ms), seen, prob, key, rng_state, slot_class,
                      slot_replica, counts, n_classes, k, capacity);
   });
 }
 
-FASA_EMU_API int fasa_emu_fill_rows(const float* mean, const float* stdev,
+FASA_EMU_API int fasa_emu_fill_rows(const float* mean, const float* stdev, const int64_t* key,
                                     const int64_t* rng_state, const int32_t* slot_class,
                                     const int32_t* slot_replica, float* out, int64_t* labels,
                                     int64_t dim, int64_t capacity, int schedule,
@@ -174,7 +175,7 @@ FASA_EMU_API int fasa_emu_fill_rows(const float* mean, const float* stdev,
   return guarded([&] {
     fasa_emu::launch(fasa_fast::fill_rows_kernel, dim3(static_cast<unsigned>(capacity)),
                      dim3(fasa_fast::kFillThreads), options(schedule, timeout_ms), mean, stdev,
-                     rng_state, slot_class, slot_replica, out, labels, dim);
+                     key, rng_state, slot_class, slot_replica, out, labels, dim);
   });
 }
 

@@ -68,7 +68,7 @@ def fasa_snapshot(model) -> dict:
         for key, value in fasa.state_dict().items():
             snapshot[f"{name}.{key}"] = digest(value)
         snapshot[f"{name}:stream"] = fasa.stream
-        snapshot[f"{name}:draw_key"] = int(fasa._draw_state[0])
+        snapshot[f"{name}:draw_key"] = int(fasa._draw_key[0])
         snapshot[f"{name}:counter"] = int(fasa.rng_state[1])
         # the next virtual draw of this rank, made by a copy (the engine itself is untouched)
         features, labels, _ = copy.deepcopy(fasa).sample()
