@@ -58,7 +58,7 @@ oldest:
 # MMDetection suites, `pip install -e .` / `pip install .` as typed in a venv over this torch,
 # in results/mainstream/.
 MAINSTREAM_TESTS := $(OLDEST_TESTS) tests/test_build.py tests/test_registry_mutants.py \
-	tests/test_pip_install.py tests/test_environment.py tests/mmdet
+	tests/test_environment.py tests/mmdet tests/test_pip_install.py
 mainstream:
 	bash scripts/setup_mainstream.sh
 	FORCE_CUDA=0 FASA_FAST_PIP_INSTALL_TESTS=1 PYTHON=.venv-torch21/bin/python \
