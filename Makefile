@@ -1,7 +1,7 @@
 # The two README commands: `make demo` and `make test`. Both create/update .venv first.
 PY := .venv/bin/python
 
-.PHONY: env demo test lint bench gpu-check gpu-twin oldest
+.PHONY: env demo test lint bench gpu-check gpu-twin oldest mainstream
 
 env:
 	bash scripts/setup_env.sh
@@ -37,14 +37,29 @@ gpu-twin:
 mutation: env
 	bash scripts/mutation.sh core
 
-# The oldest supported pair (Python 3.10, torch 2.6; requirements/oldest.txt) in .venv-oldest/:
+# The oldest pair with the Triton backend (Python 3.10, torch 2.6, triton 3.2;
+# requirements/oldest.txt) in .venv-oldest/:
 # the CPU extension, the imports and the tests of everything that calls torch's APIs (ops,
-# dispatch, op contract, engine, examples), in results/oldest/.
+# dispatch, op contract, engine, examples, registration paths, `python -m fasa_fast.info`), in
+# results/oldest/.
 OLDEST_TESTS := tests/test_extension.py tests/test_op_contract.py tests/test_backend_dispatch.py \
 	tests/test_segmented_stats_update.py tests/test_sample_virtual_features.py \
 	tests/test_fisher_distance.py tests/test_engine.py tests/test_engine_streams.py \
-	tests/test_losses.py tests/test_amp.py tests/test_distributed_engine.py tests/test_examples.py
+	tests/test_losses.py tests/test_amp.py tests/test_distributed_engine.py tests/test_examples.py \
+	tests/test_info.py tests/test_torch_compat.py
 oldest:
 	bash scripts/setup_twin.sh requirements/oldest.txt .venv-oldest
 	FORCE_CUDA=0 PYTHON=.venv-oldest/bin/python OUT=results/oldest DRY_TESTS="$(OLDEST_TESTS)" \
 		bash scripts/gpu_check.sh --dry
+
+# The mainstream MMDetection stack (Python 3.10, torch 2.1.2, mmcv 2.1.0, mmengine 0.10, mmdet
+# 3.3.0; requirements/mmdet-torch21.txt) in .venv-torch21/: the CPU extension (no CUDA 12
+# compiler here for this cu121 torch), `python -m fasa_fast.info`, the op, engine and whole
+# MMDetection suites, `pip install -e .` / `pip install .` as typed in a venv over this torch,
+# in results/mainstream/.
+MAINSTREAM_TESTS := $(OLDEST_TESTS) tests/test_build.py tests/test_registry_mutants.py \
+	tests/test_environment.py tests/mmdet tests/test_pip_install.py
+mainstream:
+	bash scripts/setup_mainstream.sh
+	FORCE_CUDA=0 FASA_FAST_PIP_INSTALL_TESTS=1 PYTHON=.venv-torch21/bin/python \
+		OUT=results/mainstream DRY_TESTS="$(MAINSTREAM_TESTS)" bash scripts/gpu_check.sh --dry

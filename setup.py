@@ -7,12 +7,18 @@
   With no GPU visible and ``TORCH_CUDA_ARCH_LIST`` unset, the arch list defaults to Hopper.
 - The Triton kernels in ``kernels/`` ship as the subpackage ``fasa_fast.kernels``.
 
-``pip install -e . --no-build-isolation`` (what ``scripts/setup_env.sh`` runs) rebuilds it.
+The extension is compiled against the torch of the environment being installed into, never
+against one pip fetches: ``pyproject.toml`` lists no torch among the build requirements, and under
+pip's build isolation (plain ``pip install -e .`` / ``pip install .``) ``environment_torch``
+finds the target environment's own torch. No torch there stops the build at once with the
+command to run. ``pip install -e . --no-build-isolation`` (what ``scripts/setup_env.sh`` runs)
+builds the same way without the isolated step.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -24,6 +30,11 @@ from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CUDA_ARCH_LIST = "9.0"
+# The torch releases this package supports (docs/install.md: what runs on each, where tested).
+# 2.1 is the oldest: MMDetection 3.3's prebuilt mmcv 2.1.0 wheels stop there. 2.14 is the newest
+# the package index resolves; the next release is admitted once it is tested.
+TORCH_REQUIREMENT = "torch>=2.1,<2.15"
+TORCH_RANGE = ((2, 1), (2, 15))  # the same range as (major, minor) bounds, for the check below
 
 
 def log(msg: str) -> None:
@@ -56,10 +67,111 @@ def real_cuda_home() -> str | None:
     return str(Path(bindir).resolve().parent)
 
 
+def environment_sys_path() -> list[str]:
+    """``sys.path`` of the environment being installed into, as its interpreter sees it.
+
+    pip's build isolation runs this file with the target interpreter but hides that
+    environment's site-packages (``PYTHONPATH`` points at a ``sitecustomize`` that drops them,
+    ``PYTHONNOUSERSITE`` hides the user site); the same interpreter started without those two
+    variables sees them again.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE")}
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def environment_torch():
+    """The torch to compile against: the one importable here (``--no-build-isolation``), else,
+    under build isolation, the target environment's own (its paths go *after* the isolated
+    ones, so the build tools stay the isolated ones). Never a torch installed for the build."""
+    try:
+        import torch
+
+        return torch
+    except ImportError:
+        pass
+    extra = [p for p in environment_sys_path() if p and p not in sys.path]
+    sys.path.extend(extra)
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit(
+            "[fasa_fast setup] fasa_fast compiles its extension against the torch installed in "
+            f"the target environment ({sys.prefix}), and there is none. Install torch first "
+            f"(any release in '{TORCH_REQUIREMENT}', e.g. `pip install torch` or the build "
+            "your MMDetection stack uses), then run `pip install -e .` again."
+        ) from None
+    log(
+        f"build isolation: compiling against the environment's torch {torch.__version__} ({torch.__file__})"
+    )
+    return torch
+
+
+def check_torch_version(version: str) -> None:
+    """Stop before pip resolves anything when the environment's torch is out of range: pip would
+    otherwise replace it to satisfy ``TORCH_REQUIREMENT`` (and break what was built for it)."""
+    release = tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])[:2])
+    low, high = TORCH_RANGE
+    if not low <= release < high:
+        raise SystemExit(
+            f"[fasa_fast setup] torch: expected a release in '{TORCH_REQUIREMENT}', got "
+            f"{version} in {sys.prefix}. fasa_fast does not replace an installed torch; install "
+            "a supported one first (docs/install.md lists them)."
+        )
+
+
+def cxx_standard(torch) -> str:
+    """The C++ standard torch's own headers need: C++20 where ``ATen/ATen.h`` refuses anything
+    older (torch >= 2.14), else C++17 (torch 2.1 to 2.13)."""
+    aten = Path(torch.__file__).parent / "include" / "ATen" / "ATen.h"
+    return "c++20" if aten.is_file() and "C++20 or later" in aten.read_text() else "c++17"
+
+
+def pkg_resources_compat() -> None:
+    """torch < 2.2's ``cpp_extension`` runs ``from pkg_resources import packaging``, which
+    setuptools >= 70 (the isolated build's) no longer provides: hand it ``packaging`` itself."""
+    try:
+        import pkg_resources
+    except ImportError:
+        return
+    if not hasattr(pkg_resources, "packaging"):
+        import packaging.version
+
+        pkg_resources.packaging = packaging
+
+
+def toolkit_version(cuda_home: str) -> str | None:
+    """The release of the nvcc in ``cuda_home`` (``"13.0"``), or None when it cannot say."""
+    try:
+        out = subprocess.run(
+            [os.path.join(cuda_home, "bin", "nvcc"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"release (\d+\.\d+)", out)
+    return match.group(1) if match else None
+
+
+# Why the last want_cuda() said no (compiled into the library: `python -m fasa_fast.info`).
+NO_CUDA_REASON = ""
+
+
 def want_cuda(torch) -> bool:
+    global NO_CUDA_REASON
     force = os.environ.get("FORCE_CUDA")
     if force == "0":
         log("FORCE_CUDA=0: building the CPU kernels only")
+        NO_CUDA_REASON = "FORCE_CUDA=0"
         return False
     reason = None
     if torch.version.cuda is None:
@@ -69,11 +181,21 @@ def want_cuda(torch) -> bool:
 
         if CUDA_HOME is None or not os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")):
             reason = f"no CUDA toolkit found (CUDA_HOME={CUDA_HOME})"
+        else:
+            # torch refuses to compile across CUDA major versions (a cu121 torch, nvcc 13)
+            found = toolkit_version(CUDA_HOME)
+            if found is not None and found.split(".")[0] != torch.version.cuda.split(".")[0]:
+                reason = (
+                    f"the CUDA toolkit in {CUDA_HOME} is {found}, torch {torch.__version__} "
+                    f"is built for CUDA {torch.version.cuda}: a CUDA {torch.version.cuda.split('.')[0]} "
+                    "toolkit is needed (point CUDA_HOME at one)"
+                )
     if reason is None:
         return True
     if force == "1":
         raise RuntimeError(f"FORCE_CUDA=1 but the CUDA kernels cannot be built: {reason}")
     log(f"building the CPU kernels only: {reason}")
+    NO_CUDA_REASON = reason
     return False
 
 
@@ -88,7 +210,9 @@ def extensions() -> list:
     cuda_home = real_cuda_home()
     if cuda_home:
         os.environ["CUDA_HOME"] = cuda_home  # read by torch.utils.cpp_extension at import
-    import torch
+    torch = environment_torch()
+    check_torch_version(torch.__version__)
+    pkg_resources_compat()
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
@@ -98,21 +222,36 @@ def extensions() -> list:
     depends = sorted(glob.glob("csrc/*.h") + glob.glob("csrc/cuda/*.cuh"))
     # OpenMP: at::parallel_for is inline and runs serially unless the extension itself is
     # compiled with it. No errno from libm lets sqrt vectorise.
-    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]
+    std = cxx_standard(torch)
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", f"-std={std}"]
+    log(f"compiling against torch {torch.__version__} with -std={std}")
     link_flags = ["-fopenmp"]
+    # provenance compiled into the library (csrc/fasa_ops.cpp; `python -m fasa_fast.info`)
+    cxx_flags += [
+        f'-DFASA_FAST_BUILD_TORCH="{torch.__version__}"',
+        f'-DFASA_FAST_BUILD_CXX="{std}"',
+    ]
     if want_cuda(torch):
         default_arch_list(torch)
-        log(f"building CUDA kernels with {cuda_home} for {os.environ.get('TORCH_CUDA_ARCH_LIST')}")
+        archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
+        log(f"building CUDA kernels with {cuda_home} for {archs}")
+        cxx_flags += [
+            f'-DFASA_FAST_BUILD_CUDA="{toolkit_version(cuda_home) or torch.version.cuda}"',
+            f'-DFASA_FAST_BUILD_CUDA_ARCHS="{archs}"',
+        ]
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         return [
             CUDAExtension(
                 "fasa_fast._C",
                 sources,
                 depends=depends,
-                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+                extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo", f"-std={std}"]},
                 extra_link_args=link_flags,
             )
         ]
+    # the reason goes into a C string literal: no quotes or backslashes in it
+    reason = re.sub(r'["\\]', "", NO_CUDA_REASON)
+    cxx_flags.append(f'-DFASA_FAST_BUILD_NO_CUDA="{reason}"')
     return [
         CppExtension(
             "fasa_fast._C",
@@ -125,6 +264,8 @@ def extensions() -> list:
 
 
 def build_ext_class():
+    environment_torch()
+    pkg_resources_compat()
     from torch.utils.cpp_extension import BuildExtension
 
     return BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)
@@ -139,11 +280,18 @@ if __name__ == "__main__":
         "instance segmentation",
         packages=find_packages(include=["fasa_fast", "fasa_fast.*"]) + ["fasa_fast.kernels"],
         package_dir={"fasa_fast.kernels": "kernels"},
-        # The oldest pair tested (`make oldest`, requirements/oldest.txt): Python 3.10, torch
-        # 2.6 with its triton 3.2. torch 2.4 runs everything but the Triton kernels (its triton
-        # 3.0 rejects them; the backend then stays off: ops._library.MIN_TRITON).
+        # Tested from Python 3.10 / torch 2.1.2 (requirements/mmdet-torch21.txt) to Python 3.11 /
+        # torch 2.14.1 (requirements/env.txt); docs/install.md has the matrix. An installed
+        # torch in range is kept as it is: the extension is compiled against it.
         python_requires=">=3.10",
-        install_requires=["torch>=2.6", "numpy", "scikit-learn"],
+        install_requires=[TORCH_REQUIREMENT, "numpy", "scikit-learn"],
+        extras_require={
+            # The MMDetection 3.3 stack but mmcv, which PyPI has only as an sdist that cannot
+            # build in isolation: install OpenMMLab's mmcv 2.1.0 wheel for your torch first (or
+            # build it with scripts/build_mmcv.py; docs/install.md).
+            "mmdet": ["mmdet>=3.3,<3.4", "mmengine>=0.10,<0.11", "lvis", "pycocotools"],
+            "dev": ["pytest", "pytest-benchmark", "hypothesis", "ruff"],
+        },
         # FASA_FAST_PREBUILT=1: the compiled fasa_fast/_C*.so is in place already (the twin
         # check restores it from its cache, keyed by the hash of every source): install the
         # package without compiling it again.

@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from fasa_fast.ops import _library
 
@@ -44,7 +45,7 @@ def backend_params() -> list:
                 marks.append(pytest.mark.skip(reason=f"extension has no {device} kernels"))
             # in .venv the test runs and fails ("backend 'triton' needs the triton package")
             if backend == "triton" and not available and not in_pinned_env():
-                marks.append(pytest.mark.skip(reason="triton not installed"))
+                marks.append(pytest.mark.skip(reason=TRITON_OFF))
             params.append(pytest.param((device, backend), marks=marks, id=f"{device}-{backend}"))
     return params
 
@@ -54,3 +55,28 @@ def cuda_backend_params() -> list:
     tests of shapes too large to be worth running on the CPU backends (those run the CUDA
     kernels' large-shape paths; the CPU emulation covers them without a GPU)."""
     return [p for p in backend_params() if p.id.startswith("cuda-")]
+
+
+TRITON_OFF = "Triton backend off: triton not installed, or older than ops._library.MIN_TRITON"
+
+
+def cpu_property_backends() -> list[str]:
+    """The CPU backends a property test draws from: native when the extension is loaded, Triton
+    when it can run (always in the pinned ``.venv``, where a missing one must fail)."""
+    return [
+        b
+        for b in _library.BACKENDS
+        if (b != "native" or _library.native_available("cpu"))
+        and (b != "triton" or _library.triton_available() or in_pinned_env())
+    ]
+
+
+# torch < 2.4 has no torch.library.opcheck and no register_fake (the ops get a Meta kernel
+# there instead, ops._library): opcheck and torch.compile of the ops are tested from 2.4 on.
+needs_opcheck = pytest.mark.skipif(
+    not hasattr(torch.library, "opcheck"), reason="torch.library.opcheck needs torch >= 2.4"
+)
+needs_compile_support = pytest.mark.skipif(
+    not _library.HAS_REGISTER_FAKE,
+    reason="torch.compile of the fasa_fast ops needs torch >= 2.4 (torch.library.register_fake)",
+)

@@ -47,6 +47,12 @@ IMPLEMENTATIONS = {
 }
 
 
+def installed_triton() -> tuple[int, ...]:
+    import triton
+
+    return _library._version_tuple(triton.__version__)
+
+
 def cpu_backends() -> list:
     """The CPU backends to test. Unlike ``tests.backends``, availability is not asked of the
     policy under test (``native_available`` says False while a Python kernel overrides the
@@ -58,6 +64,8 @@ def cpu_backends() -> list:
             marks.append(pytest.mark.skip(reason="the compiled extension is not loaded"))
         if backend == "triton" and importlib.util.find_spec("triton") is None:
             marks.append(pytest.mark.skip(reason="triton not installed"))
+        elif backend == "triton" and installed_triton() < _library.MIN_TRITON:
+            marks.append(pytest.mark.skip(reason="triton older than ops._library.MIN_TRITON"))
         params.append(pytest.param(backend, marks=marks, id=f"cpu-{backend}"))
     return params
 

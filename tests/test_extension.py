@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,10 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cuda_should_be_built() -> bool:
-    """What setup.py promises: a CUDA torch plus a CUDA toolkit, unless FORCE_CUDA=0."""
+    """What setup.py promises: a CUDA torch plus a CUDA toolkit of torch's CUDA major version
+    (torch compiles nothing across majors), unless FORCE_CUDA=0."""
     if os.environ.get("FORCE_CUDA") == "0" or torch.version.cuda is None:
         return False
-    return bool(os.environ.get("CUDA_HOME") or shutil.which("nvcc"))
+    spec = importlib.util.spec_from_file_location("fasa_fast_setup", ROOT / "setup.py")
+    setup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup)  # not __main__: nothing is built
+    home = setup.real_cuda_home()
+    if not home or not os.path.exists(os.path.join(home, "bin", "nvcc")):
+        return False
+    found = setup.toolkit_version(home)
+    return found is None or found.split(".")[0] == torch.version.cuda.split(".")[0]
 
 
 def test_extension_loaded():

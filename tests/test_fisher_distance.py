@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, fisher_distance
-from tests.backends import cuda_backend_params
+from tests.backends import cpu_property_backends, cuda_backend_params, needs_opcheck
 from tests.cases import FISHER_LARGE_SHAPES, FISHER_SHAPES, FISHER_TOL
 from tests.oracle import fisher_oracle
 
@@ -62,9 +62,7 @@ def test_non_contiguous_inputs(device_backend):
     d=st.integers(1, 40),
     scale=st.floats(1e-2, 1e2),
     seed=st.integers(0, 2**31 - 1),
-    backend=st.sampled_from(
-        [b for b in _library.BACKENDS if b != "native" or _library.native_available("cpu")]
-    ),
+    backend=st.sampled_from(cpu_property_backends()),
 )
 def test_property_random_shapes(c, d, scale, seed, backend):
     gen = torch.Generator().manual_seed(seed)
@@ -90,6 +88,7 @@ def test_large_shapes_on_the_gpu(device_backend, case):
     assert torch.equal(out, out.T) and (out.diagonal() == 0).all()
 
 
+@needs_opcheck
 def test_opcheck_fisher_distance(device_backend):
     mean = torch.randn(9, 7, device=device_backend)
     std = torch.rand(9, 7, device=device_backend) + 0.1

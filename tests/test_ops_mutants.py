@@ -354,7 +354,7 @@ def test_reference_fisher_distance_bounds_its_intermediates():
     # the C x C x D differences are formed max_elements at a time (here one row of 4 x 16):
     # no tensor the reference creates is larger than that or than the C x C result
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
+    from torch.utils._pytree import tree_flatten  # tree_leaves is newer than torch 2.1
 
     from fasa_fast.ops.reference import fisher_distance_reference
 
@@ -363,7 +363,7 @@ def test_reference_fisher_distance_bounds_its_intermediates():
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            for leaf in tree_leaves(out):
+            for leaf in tree_flatten(out)[0]:
                 if isinstance(leaf, torch.Tensor):
                     Largest.largest = max(Largest.largest, leaf.numel())
             return out

@@ -55,9 +55,9 @@ def probe(monkeypatch):
     CALLS.clear()
     yield name, registry
     for lib in _library._python_registered.values():
-        lib._destroy()
+        _library._destroy(lib)
     if _library._definitions is not None:
-        _library._definitions._destroy()
+        _library._destroy(_library._definitions)
 
 
 def declare_probe(name, backward=probe_backward):
@@ -222,11 +222,11 @@ def test_install_keeps_a_schema_defined_elsewhere(probe, monkeypatch):
         torch.testing.assert_close(getattr(torch.ops.fasa_fast, name)(x, 3.0), x * 3.0)
     finally:
         for lib in _library._python_registered.values():
-            lib._destroy()
+            _library._destroy(lib)
         _library._python_registered.clear()
-        _library._definitions._destroy()
+        _library._destroy(_library._definitions)
         _library._definitions = None
-        elsewhere._destroy()
+        _library._destroy(elsewhere)
 
 
 # ---- which backends can serve a device (test names avoid the word the mutation run's -k drops)

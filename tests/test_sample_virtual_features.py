@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fasa_fast.ops import _library, make_rng_state, sample_virtual_features
-from tests.backends import cuda_backend_params
+from tests.backends import cpu_property_backends, cuda_backend_params, needs_opcheck
 from tests.cases import SAMPLE_FEATURE_TOL, SAMPLE_LARGE_LAYOUTS, SAMPLE_LAYOUTS, sample_stats
 from tests.oracle import philox_oracle, sample_oracle
 
@@ -225,9 +225,7 @@ def test_bad_input_names_the_argument(case):
     k=st.integers(1, 3),
     capacity=st.integers(0, 12),
     seed=st.integers(-(2**63), 2**63 - 1),
-    backend=st.sampled_from(
-        [b for b in _library.BACKENDS if b != "native" or _library.native_available("cpu")]
-    ),
+    backend=st.sampled_from(cpu_property_backends()),
 )
 def test_property_random_layouts(c, d, k, capacity, seed, backend):
     gen = torch.Generator().manual_seed(abs(seed) % 2**31)
@@ -250,6 +248,7 @@ def test_large_layouts_on_the_gpu(device_backend, case):
     check_against_oracle(mean, std, seen, prob, 11, k, capacity)
 
 
+@needs_opcheck
 def test_opcheck_sample_virtual_features(device_backend):
     c, d = 11, 6
     args = (

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import fasa_fast
 from fasa_fast.ops import _library, segmented_stats_update_
-from tests.backends import cuda_backend_params
+from tests.backends import cpu_property_backends, cuda_backend_params, needs_opcheck
 from tests.cases import STATS_LARGE_LAYOUTS, STATS_LAYOUTS, STATS_TOL, fresh_state, stats_args
 from tests.oracle import nonfinite_rows_oracle, stats_update_oracle
 
@@ -94,9 +94,7 @@ def test_hand_computed_case():
     seed=st.integers(0, 2**31 - 1),
     momentum=st.floats(0.0, 1.0),
     momentum_on_var=st.booleans(),
-    backend=st.sampled_from(
-        [b for b in _library.BACKENDS if b != "native" or _library.native_available("cpu")]
-    ),
+    backend=st.sampled_from(cpu_property_backends()),
 )
 def test_property_random_layouts(n, c, d, seed, momentum, momentum_on_var, backend):
     gen = torch.Generator().manual_seed(seed)
@@ -184,6 +182,7 @@ def test_large_layouts_on_the_gpu(device_backend, case):
     check_against_oracle(features, labels, fresh_state(c, d, device_backend, initialised=True))
 
 
+@needs_opcheck
 def test_opcheck_segmented_stats_update(device_backend):
     torch.library.opcheck(
         torch.ops.fasa_fast.segmented_stats_update_.default, stats_args(device_backend)

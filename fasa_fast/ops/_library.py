@@ -14,6 +14,11 @@ Default policy: on CPU ``native`` when the extension is loaded, else ``reference
 ``native`` when the extension has CUDA kernels, else ``triton`` when Triton imports, else
 ``reference``. Override per device type with ``set_backend`` / ``use_backend`` or, at import,
 the environment variables ``FASA_FAST_CPU_BACKEND`` and ``FASA_FAST_CUDA_BACKEND``.
+
+Registration uses ``torch.library.register_fake`` / ``register_autograd`` where torch has them
+(2.4+). Older torch (2.1 to 2.3) gets the same behaviour from what it has: the fake kernel as a
+``Meta`` kernel (FakeTensor falls back to it) and the autograd rule as an ``Autograd`` kernel
+wrapping a ``torch.autograd.Function``. ``torch.compile`` of the ops is supported from 2.4 only.
 """
 
 from __future__ import annotations
@@ -121,7 +126,7 @@ def set_backend(device_type: str, backend: str) -> None:
     previous = _active.get(device_type)
     old = _python_registered.pop(device_type, None)
     if old is not None:
-        old._destroy()
+        _destroy(old)
     if backend == "native":
         if not native_available(device_type):
             if previous is not None and previous != "native":
@@ -186,8 +191,56 @@ def install() -> None:
     for op in OPS.values():
         if not _op_defined(op.name):
             _definitions.define(op.name + op.schema)
-        torch.library.register_fake(op.qualname, op.fake, lib=_definitions)
+        _register_fake(_definitions, op)
         if op.backward is not None:
-            torch.library.register_autograd(op.qualname, op.backward, lib=_definitions)
+            _register_autograd(_definitions, op)
     for device_type in DEVICE_TYPES:
         set_backend(device_type, default_backend(device_type))
+
+
+# torch < 2.4 has neither register_fake nor register_autograd, and torch < 2.2 no
+# Library._destroy: the equivalents below are what those releases offer.
+HAS_REGISTER_FAKE = hasattr(torch.library, "register_fake")
+HAS_REGISTER_AUTOGRAD = hasattr(torch.library, "register_autograd")
+
+
+def _register_fake(lib: torch.library.Library, op) -> None:
+    if HAS_REGISTER_FAKE:
+        torch.library.register_fake(op.qualname, op.fake, lib=lib)
+    else:
+        # FakeTensorMode runs an op without a fake kernel through its Meta kernel.
+        lib.impl(op.name, op.fake, "Meta")
+
+
+def _register_autograd(lib: torch.library.Library, op) -> None:
+    if HAS_REGISTER_AUTOGRAD:
+        torch.library.register_autograd(op.qualname, op.backward, lib=lib)
+        return
+
+    class _Rule(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            with torch._C._AutoDispatchBelowAutograd():
+                return getattr(torch.ops.fasa_fast, op.name).default(*args)
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return op.backward(ctx, *grads)
+
+    def autograd_kernel(*args):
+        return _Rule.apply(*args)
+
+    lib.impl(op.name, autograd_kernel, "Autograd")
+
+
+def _destroy(lib: torch.library.Library) -> None:
+    """Unregister everything ``lib`` registered."""
+    if hasattr(lib, "_destroy"):
+        lib._destroy()
+        return
+    # torch < 2.2: dropping the handle unregisters the kernels; the module-level set of
+    # Python-overridden (namespace, op, key) triples must forget them too, or a later
+    # registration for the same key is refused.
+    torch.library._impls.difference_update(lib._op_impls)
+    lib._op_impls.clear()
+    lib.m = None

@@ -95,13 +95,23 @@ def config(tmp_path_factory):
     return path
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """torch >= 2.4 takes the device type; torch 2.1 has one query per device type."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
 def train(config, work, *args):
     """One ``tools/train.py`` run; returns its probe and what each ``FASA.update`` received."""
     received = []
     update = FASA.update
 
     def recording_update(self, features, labels):
-        on = torch.is_autocast_enabled(features.device.type)
+        on = autocast_enabled(features.device.type)
         received.append((features.detach().clone(), labels.clone(), on))
         return update(self, features, labels)
 
