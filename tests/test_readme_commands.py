@@ -40,6 +40,8 @@ RUN_BY = {
     "python -m pytest benchmarks/test_bench_detector.py": "benchmarks/ in quick mode inside make test (same code, one round)",
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
     "python -m benchmarks.detection_evidence": "tests/mmdet/test_detection_evidence.py (its --tiny mode)",
+    "python -m benchmarks.grouping_measurement": "tests/test_grouping_measurement.py (one seed, 3 epochs, small D)",
+    "pip install -e .": "tests/test_pip_install.py in a fresh venv over torch 2.1.2 (FASA_FAST_PIP_INSTALL_TESTS=1, make mainstream; not in CI yet)",
     "python -m fasa_fast.mmdet.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",
 }
 
