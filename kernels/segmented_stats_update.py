@@ -110,12 +110,13 @@ def _segmented_stats_update_kernel(
 
 # 16 rows of one class per chunk, 64 dims per tile, over 8 warps. Rows come through the sorted
 # row indices (int64), whose address arithmetic made ptxas spill on sm_90 for fp16 / bf16
-# features: Triton 3.8's at 32 rows x 128 dims, Triton 3.6's (the GPU image's) at 16 x 128;
-# at 16 x 64 neither spills (tests/test_triton_aot.py compiles every specialisation in both).
+# features: Triton 3.8's at 32 rows x 128 dims, Triton 3.6's (the GPU image's) at 16 x 128; with
+# the per-row finite flags of the non-finite skipping, Triton 3.6 spilled at 16 x 64 for every
+# dtype; at 16 x 32 neither spills (tests/test_triton_aot.py compiles every specialisation in both).
 # A class has few rows in a step (LVIS: ~2 per present class of 256 positives), so a longer
 # chunk would mostly be masked off. Not yet timed on a GPU.
 BLOCK_N = 16  # rows of one class per chunk
-MAX_BLOCK_D = 64  # feature dims per tile
+MAX_BLOCK_D = 32  # feature dims per tile
 NUM_WARPS = 8
 
 
