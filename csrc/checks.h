@@ -7,6 +7,8 @@
 
 #include <initializer_list>
 #include <optional>
+// Optional tensors are spelt c10::optional throughout csrc/: torch >= 2.4 makes it an alias of
+// std::optional, but torch 2.1-2.3 have their own class, and the schema's `Tensor?` binds only to it.
 #include <sstream>
 #include <string>
 
@@ -62,7 +64,7 @@ inline void device_type(const at::Tensor& t, const char* name, at::DeviceType ty
 inline void check_stats_update_args(const at::Tensor& features, const at::Tensor& labels,
                                     const at::Tensor& mean, const at::Tensor& std_,
                                     const at::Tensor& seen, double momentum,
-                                    const std::optional<at::Tensor>& nonfinite) {
+                                    const c10::optional<at::Tensor>& nonfinite) {
   check::dim(features, "features", 2, "[N, D]");
   check::dtype(features, "features", {at::kFloat, at::kHalf, at::kBFloat16});
   check::dim(labels, "labels", 1, "[N]");
@@ -105,7 +107,7 @@ inline void check_fisher_args(const at::Tensor& mean, const at::Tensor& std_, do
 inline void check_sample_args(const at::Tensor& mean, const at::Tensor& std_,
                               const at::Tensor& seen, const at::Tensor& prob,
                               const at::Tensor& rng_state, int64_t k, int64_t capacity,
-                              const std::optional<at::Tensor>& key) {
+                              const c10::optional<at::Tensor>& key) {
   check::dim(mean, "mean", 2, "[C, D]");
   check::dtype(mean, "mean", {at::kFloat});
   check::shape(std_, "std", mean.sizes(), "as mean");

@@ -18,7 +18,7 @@ namespace {
 void segmented_stats_update_cuda(const at::Tensor& features, const at::Tensor& labels,
                                  at::Tensor mean, at::Tensor std_, at::Tensor seen,
                                  double momentum, bool momentum_on_var,
-                                 const std::optional<at::Tensor>& nonfinite) {
+                                 const c10::optional<at::Tensor>& nonfinite) {
   check_stats_update_args(features, labels, mean, std_, seen, momentum, nonfinite);
   check::device_type(features, "features", at::kCUDA);
   if (features.size(0) == 0 || mean.size(0) == 0) return;
