@@ -271,11 +271,20 @@ def build_ext_class():
     return BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)
 
 
+def package_version() -> str:
+    """``fasa_fast.__version__``, the one place the version is written (read as text: importing
+    the package would load the extension being built)."""
+    text = (Path(__file__).resolve().parent / "fasa_fast" / "__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', text, flags=re.M).group(1)
+
+
 # setuptools executes this file as __main__; tests import it to check the helpers above.
 if __name__ == "__main__":
     setup(
         name="fasa_fast",
-        version="0.1.0",
+        version=package_version(),
+        license="Apache-2.0",
+        license_files=["LICENSE"],
         description="Fast FASA (feature augmentation and sampling adaptation) for long-tailed "
         "instance segmentation",
         packages=find_packages(include=["fasa_fast", "fasa_fast.*"]) + ["fasa_fast.kernels"],

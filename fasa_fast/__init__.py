@@ -16,7 +16,7 @@ from fasa_fast.ops import (
     segmented_stats_update_,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is written (setup.py, CHANGELOG.md read it)
 
 __all__ = [
     "FASA",

@@ -42,6 +42,8 @@ RUN_BY = {
     "python -m benchmarks.detection_evidence": "tests/mmdet/test_detection_evidence.py (its --tiny mode)",
     "python -m benchmarks.grouping_measurement": "tests/test_grouping_measurement.py (one seed, 3 epochs, small D)",
     "pip install -e .": "tests/test_pip_install.py in a fresh venv over torch 2.1.2 (FASA_FAST_PIP_INSTALL_TESTS=1, make mainstream; not in CI yet)",
+    "python -m fasa_fast.info": "tests/test_info.py::test_module_runs_as_typed (every tested environment)",
+    'pip install -e ".[mmdet]"': "tests/test_pip_install.py (FASA_FAST_PIP_INSTALL_TESTS=1, make mainstream: over the MMDetection stack)",
     "python -m fasa_fast.mmdet.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",
 }
 
