@@ -84,7 +84,7 @@ def learned_classification(
     dataset: str, seeds: list[int], fixture: Path | None, epochs: int | None = None
 ) -> list[dict]:
     """(a)/(b): the statistics at every adaptation of the example's adaptive run, per seed
-    (30 epochs on synthetic, 60 on digits-LT, as in the README's commands, unless ``epochs``)."""
+    (30 epochs on synthetic, 60 on digits-LT, as in docs/engine.md's commands, unless ``epochs``)."""
     from fasa_fast.examples.long_tailed_classification import TrainConfig, load_dataset, train
 
     if epochs is None:
