@@ -32,7 +32,7 @@ gpu-twin:
 	bash scripts/setup_twin.sh requirements/gpu-twin.txt .venv-gpu-twin
 	PYTHON=.venv-gpu-twin/bin/python bash scripts/gpu_check.sh --dry
 
-# Mutation testing (mutmut, on a copy of the tree in .mutation/): score per module, docs/mutation.md
+# Mutation testing (mutmut, on a copy of the tree in .mutation/): score per module, docs/reports/mutation.md
 .PHONY: mutation
 mutation: env
 	bash scripts/mutation.sh core

@@ -8,7 +8,7 @@ the real instance counts, ``fasa_fast.engine.initial_probabilities``) whose prob
 change in a pass, the images a pass reads (forward only) as a share of an LVIS epoch, and the
 price of holding images out of training.
 
-Model (approximations, stated in docs/adaptation_coverage.md):
+Model (approximations, stated in docs/reports/adaptation_coverage.md):
 
 - **Images.** ``NUM_TRAIN_IMAGES`` LVIS v1 training images; class c appears in exactly
   ``image_count[c]`` of them (the real per-class image counts, ``benchmarks/data``), a uniformly

@@ -25,7 +25,7 @@ methods alike. A FASA run also keeps its checkpoint of every epoch (``--keep-che
 group and the grouping of every adaptation. The JSON holds every run's numbers, mean ± sample
 std per method, and the paired differences (each method − baseline per seed, and fasa − each
 other FASA variant, then mean ± sample std over seeds); a markdown table is printed. Results:
-docs/detection_evidence.md.
+docs/reports/detection_evidence.md.
 
 Run: ``.venv/bin/python -m benchmarks.detection_evidence --seeds 0 1 2 --epochs 12
 --out benchmarks/results/detection-evidence-DATE.json`` (``--tiny``: a 1-2 minute smoke run)

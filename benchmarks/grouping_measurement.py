@@ -15,7 +15,7 @@ command measures every rule of ``RULES`` on the statistics that real training pr
 
 For each it reports the number of groups, the largest group's share of the classes, the share
 of classes in singleton groups and, where the truth is known, the adjusted Rand index (ARI, 1 =
-the super-categories recovered). Results: ``docs/grouping_measurement.md``.
+the super-categories recovered). Results: ``docs/reports/grouping_measurement.md``.
 
 Run: ``python -m benchmarks.grouping_measurement --seeds 0 1 2 3 4 --checkpoints
 work_dirs/demo/epoch_*.pth --out benchmarks/results/grouping-measurement-DATE.json``
@@ -84,7 +84,7 @@ def learned_classification(
     dataset: str, seeds: list[int], fixture: Path | None, epochs: int | None = None
 ) -> list[dict]:
     """(a)/(b): the statistics at every adaptation of the example's adaptive run, per seed
-    (30 epochs on synthetic, 60 on digits-LT, as in the README's commands, unless ``epochs``)."""
+    (30 epochs on synthetic, 60 on digits-LT, as in docs/engine.md's commands, unless ``epochs``)."""
     from fasa_fast.examples.long_tailed_classification import TrainConfig, load_dataset, train
 
     if epochs is None:

@@ -1,4 +1,4 @@
-"""Turn a benchmark JSON (``--benchmark-json``) into the README's performance tables.
+"""Turn a benchmark JSON (``--benchmark-json``) into the performance tables of docs/performance.md.
 
 Each op row with a ``bytes`` annotation gets its floor: the bytes it must move over the copy
 bandwidth measured in the same run (``test_memory_bandwidth``), or on a GPU the launch latency

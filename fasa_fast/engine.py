@@ -108,7 +108,7 @@ class FASA(nn.Module):
             from them the groups and probabilities, are the same on every rank. False: each
             rank keeps statistics of its own rows (the public reference code's behaviour).
         sync_capacity: foreground rows a rank contributes per step at most (a fixed size keeps
-            the step free of host syncs); rows beyond it are counted in ``sync_dropped``.
+            the step free of host syncs); rows beyond it are counted in ``skipped_rows[1]``.
         seed: seed of the virtual-feature draws (see ``set_stream`` for ranks, stages, runs).
         class_names: a display name per class for messages (e.g. ``"'aerosol_can' (id 1)"``).
     """

@@ -8,11 +8,11 @@
   clusters that persist over every density level, so it adapts to Fisher distances whose scale
   changes during training, and it never returns one cluster holding every class
   (``allow_single_cluster=False``). Chosen by ``benchmarks/grouping_measurement.py`` on learned
-  statistics (``docs/grouping_measurement.md``).
+  statistics (``docs/reports/grouping_measurement.md``).
 - ``"dbscan"`` (the paper's density-based rule): DBSCAN on the same matrix. The paper gives no
   parameters; ``eps`` defaults to the ``eps_quantile`` quantile of every class's distance to its
   ``min_samples``-th nearest neighbour. On learned features the default quantile (0.95) chains
-  overlapping clusters into one group (``docs/grouping_measurement.md``).
+  overlapping clusters into one group (``docs/reports/grouping_measurement.md``).
 - ``"affinity"``: scikit-learn's AffinityPropagation, on the negative squared Euclidean distance
   between class means (``affinity_distance="euclidean"``, scikit-learn's own affinity) or on the
   negative Fisher distance (``"fisher"``), damping 0.9. This is this project's variant, not the

@@ -3,7 +3,7 @@
 The adaptation step (``FASA.adapt``) can only move the probability of a class whose group has
 adaptation data. On a long-tailed set a random held-out sample misses almost every rare class
 (at LVIS v1 scale a random 1000 images hold about 15 of the 337 rare classes, see
-``docs/adaptation_coverage.md``), so the default here is chosen for class coverage:
+``docs/reports/adaptation_coverage.md``), so the default here is chosen for class coverage:
 
 - ``"coverage"``: classes are visited from the fewest training images to the most; a class with
   at least ``min_class_images`` images and no held-out image yet gets one of its images held

@@ -1,5 +1,5 @@
 """The benchmark baselines compute what the ops compute (checked against the float64 oracle),
-so the speed-ups in the README compare like with like."""
+so the speed-ups in docs/performance.md compare like with like."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def test_default_recovers_the_super_categories_of_learned_statistics(learned):
 
 def test_paper_dbscan_defaults_chain_the_learned_statistics_into_one_group(learned):
     # why the default changed: the 0.95 quantile of the k-distances reaches across the
-    # overlapping super-categories of learned features (docs/grouping_measurement.md)
+    # overlapping super-categories of learned features (docs/reports/grouping_measurement.md)
     mean, std, seen, truth = learned
     groups = group_classes(mean, std, seen, "dbscan")
     largest = group_sizes(groups).max().item() / len(groups)

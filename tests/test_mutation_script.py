@@ -1,6 +1,6 @@
 """``scripts/mutation.sh`` (the README's mutation command) end to end on one small module.
 
-The full runs take hours on two cores (docs/mutation.md); this runs the same script on
+The full runs take hours on two cores (docs/reports/mutation.md); this runs the same script on
 ``fasa_fast/mmdet/lvis_compat.py`` (25 mutants) against the unit tests that pin it, in a
 scratch folder: snapshot, the check that the copy is what imports, mutmut, and the score table
 it reports.

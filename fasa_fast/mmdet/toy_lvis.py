@@ -10,7 +10,7 @@ v1 layout under ``<root>/annotations/lvis_v1_{train,val}.json``: categories with
 and areas. Nothing is downloaded; the same arguments give the same files.
 
 The harder variant (``HARD_VARIANT``, ``make_hard_toy_lvis``; the detection evidence in
-docs/detection_evidence.md) has 40 classes whose training image counts follow LVIS v1's
+docs/reports/detection_evidence.md) has 40 classes whose training image counts follow LVIS v1's
 proportions (``lvis_like_image_counts``: 28% rare with 1-10 images, 38% common with 11-100, 34%
 frequent with more than 100), smaller objects that may partly overlap, per-instance colour
 jitter, photographs as backgrounds (random crops of the two sample images that ship inside
