@@ -128,7 +128,7 @@ PYEOF
 fi
 
 if [ $DRY = 1 ]; then
-  echo "== non-mmdet test suite (Triton under its interpreter)"
+  echo "== test suite: ${DRY_TESTS:-tests --ignore=tests/mmdet} (Triton under its interpreter)"
   # DRY_TESTS narrows the selection (make oldest runs the API-dependent part only)
   # shellcheck disable=SC2086
   "$PY" -m pytest ${DRY_TESTS:-tests --ignore=tests/mmdet} -q -p no:cacheprovider 2>&1 \
