@@ -57,7 +57,7 @@ oldest:
 # compiler here for this cu121 torch), `python -m fasa_fast.info`, the op, engine and whole
 # MMDetection suites, `pip install -e .` / `pip install .` as typed in a venv over this torch,
 # in results/mainstream/.
-MAINSTREAM_TESTS := $(OLDEST_TESTS) tests/test_build.py tests/test_registry_mutants.py \
+MAINSTREAM_TESTS := $(OLDEST_TESTS) tests/test_build.py tests/test_op_registry.py \
 	tests/test_environment.py tests/mmdet tests/test_pip_install.py
 mainstream:
 	bash scripts/setup_mainstream.sh
