@@ -127,6 +127,8 @@ def sample_virtual_features_launches(
     return launches
 
 
+# The op's parameters again, not runs_plan (segmented_stats_update): this entry allocates the
+# outputs the plan fills and serves C = 0 without a launch.
 def sample_virtual_features_triton(
     mean: torch.Tensor,
     std: torch.Tensor,
