@@ -127,6 +127,7 @@ MAX_BLOCK_D = 32  # feature dims per tile
 NUM_WARPS = 8
 
 
+# The op's parameters, as every backend takes them (fasa_fast/ops/reference.py, csrc/).
 def segmented_stats_update_launches(
     features: torch.Tensor,
     labels: torch.Tensor,
