@@ -59,7 +59,7 @@ oldest:
 # and the extension with its CUDA kernels built by a CUDA 12 nvcc for this cu121 torch
 # (scripts/fetch_cuda12.sh: CUDA 12.4 from Debian's packages, cached), in results/mainstream/.
 # The test run itself builds without CUDA (FORCE_CUDA=0): no GPU here to run those kernels.
-MAINSTREAM_TESTS := $(OLDEST_TESTS) tests/test_build.py tests/test_registry_mutants.py \
+MAINSTREAM_TESTS := $(OLDEST_TESTS) tests/test_build.py tests/test_op_registry.py tests/test_op_wrappers.py \
 	tests/test_environment.py tests/mmdet tests/test_pip_install.py tests/test_cuda12_build.py
 mainstream:
 	bash scripts/setup_mainstream.sh

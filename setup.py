@@ -217,9 +217,12 @@ def extensions() -> list:
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     # Without ninja (which tracks headers itself) build_ext skips an extension whose sources are
-    # all older than it: a change to a header alone (the CUDA kernels live in csrc/cuda/*.cuh)
-    # would rebuild nothing.
-    depends = sorted(glob.glob("csrc/*.h") + glob.glob("csrc/cuda/*.cuh"))
+    # all older than it: a change to a header alone (the CUDA kernels live in
+    # csrc/cuda/*_device.cuh, their launch geometry in csrc/cuda/launch_geometry.h) would rebuild
+    # nothing.
+    depends = sorted(
+        glob.glob("csrc/*.h") + glob.glob("csrc/cuda/*.h") + glob.glob("csrc/cuda/*.cuh")
+    )
     # OpenMP: at::parallel_for is inline and runs serially unless the extension itself is
     # compiled with it. No errno from libm lets sqrt vectorise.
     std = cxx_standard(torch)

@@ -134,7 +134,7 @@ def run_one(
     import torch
     from mmengine.runner import Runner
 
-    from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
+    from fasa_fast.mmdet.checkpoint_loading import mmengine_checkpoint_loading
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 // The extension module fasa_fast._C. It defines no op: every schema is declared once, in
 // Python, by the op's module (fasa_fast/ops/<op>.py, collected in fasa_fast/ops/_registry.py).
 // The kernels register for those schemas per dispatch key (TORCH_LIBRARY_IMPL in
-// csrc/cpu/*_kernel.cpp and csrc/cuda/*_kernel.cu); the dispatcher accepts an implementation
+// csrc/cpu/<op>.cpp and csrc/cuda/<op>_launch.cu); the dispatcher accepts an implementation
 // before its schema, so importing this module first and defining the schemas after is fine.
 #include <Python.h>
 

@@ -9,7 +9,8 @@ there are the ones the launchers produce, not a second list of them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import torch
@@ -46,3 +47,19 @@ def run(launches: Iterable[Launch], device: torch.device) -> None:
     with device_guard(device):
         for launch in launches:
             launch.kernel[launch.grid](*launch.args, **launch.meta)
+
+
+def runs_plan(plan: Callable[..., list[Launch]], name: str) -> Callable[..., None]:
+    """The op's Triton implementation where it only runs its plan: ``name(*args)`` runs the
+    launches of ``plan(*args)`` with the device of the first argument (a tensor) current, so the
+    op's arguments are written once, in ``plan``'s signature."""
+    first_parameter = next(iter(inspect.signature(plan).parameters))
+
+    def entry(*args, **kwargs) -> None:
+        first = args[0] if args else kwargs[first_parameter]
+        run(plan(*args, **kwargs), first.device)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"Run the launches of ``{plan.__name__}``: arguments as it takes them."
+    entry.__signature__ = inspect.signature(plan).replace(return_annotation=None)
+    return entry

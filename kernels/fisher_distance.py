@@ -13,6 +13,15 @@ from fasa_fast.kernels._launch import Launch, lanes, run
 
 
 @triton.jit
+def _load_tile(ptr, idx, idx_ok, dd, d_ok, dim, other):
+    # rows `idx` x dims `dd` of a [C, D] matrix; masked lanes read `other` (mean 0 and variance 1
+    # make a zero, finite term)
+    return tl.load(
+        ptr + idx[:, None] * dim + dd[None, :], mask=idx_ok[:, None] & d_ok[None, :], other=other
+    )
+
+
+@triton.jit
 def _fisher_distance_kernel(
     mean_ptr, var_ptr, out_ptr, n_classes, dim, eps,
     BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -28,26 +37,10 @@ def _fisher_distance_kernel(
         for d0 in range(0, dim, BLOCK_D):
             dd = d0 + tl.arange(0, BLOCK_D)
             d_ok = dd < dim
-            mi = tl.load(
-                mean_ptr + ii[:, None] * dim + dd[None, :],
-                mask=i_ok[:, None] & d_ok[None, :],
-                other=0.0,
-            )
-            vi = tl.load(
-                var_ptr + ii[:, None] * dim + dd[None, :],
-                mask=i_ok[:, None] & d_ok[None, :],
-                other=1.0,
-            )
-            mj = tl.load(
-                mean_ptr + jj[:, None] * dim + dd[None, :],
-                mask=j_ok[:, None] & d_ok[None, :],
-                other=0.0,
-            )
-            vj = tl.load(
-                var_ptr + jj[:, None] * dim + dd[None, :],
-                mask=j_ok[:, None] & d_ok[None, :],
-                other=1.0,
-            )
+            mi = _load_tile(mean_ptr, ii, i_ok, dd, d_ok, dim, 0.0)
+            vi = _load_tile(var_ptr, ii, i_ok, dd, d_ok, dim, 1.0)
+            mj = _load_tile(mean_ptr, jj, j_ok, dd, d_ok, dim, 0.0)
+            vj = _load_tile(var_ptr, jj, j_ok, dd, d_ok, dim, 1.0)
             diff = mi[:, None, :] - mj[None, :, :]
             term = diff * diff / (vi[:, None, :] + vj[None, :, :] + eps)
             acc += tl.sum(term, axis=2)

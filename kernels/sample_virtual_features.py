@@ -86,6 +86,7 @@ MAX_BLOCK_C = 1024  # classes per chunk of the selection scan
 MAX_BLOCK_Q = 256  # Philox quads (4 dims) per chunk of a row
 
 
+# The op's parameters, as every backend takes them, then the outputs the launches fill.
 def sample_virtual_features_launches(
     mean: torch.Tensor,
     std: torch.Tensor,
@@ -127,6 +128,8 @@ def sample_virtual_features_launches(
     return launches
 
 
+# The op's parameters again, not runs_plan (segmented_stats_update): this entry allocates the
+# outputs the plan fills and serves C = 0 without a launch.
 def sample_virtual_features_triton(
     mean: torch.Tensor,
     std: torch.Tensor,

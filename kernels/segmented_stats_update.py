@@ -18,7 +18,24 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fasa_fast.kernels._launch import Launch, lanes, run
+from fasa_fast.kernels._launch import Launch, lanes, runs_plan
+
+
+@triton.jit
+def _class_rows(starts_ptr, counts_ptr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    # one program per class: its class, the row and feature lanes, and where its rows stand in
+    # the sorted order (the first position and how many)
+    c = tl.program_id(0)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    return c, offs_n, offs_d, tl.load(starts_ptr + c), tl.load(counts_ptr + c)
+
+
+@triton.jit
+def _load_features(x_ptr, rows, cols, mask, dim):
+    # features [N, D] at rows x cols, as float32 (0 where masked); int64 addresses
+    ptrs = x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :]
+    return tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -28,11 +45,7 @@ def _flag_finite_rows_kernel(
 ):  # fmt: skip
     # one program per class: flags its rows that hold no NaN / Inf (in its own slice of `ok`,
     # the class's positions in the sorted order), writes how many are left and counts the others
-    c = tl.program_id(0)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    first_row = tl.load(starts_ptr + c)
-    total = tl.load(counts_ptr + c)
+    c, offs_n, offs_d, first_row, total = _class_rows(starts_ptr, counts_ptr, BLOCK_N, BLOCK_D)
     dropped = tl.zeros((), dtype=tl.int64)
     for start in range(0, total, BLOCK_N):
         hit = start + offs_n < total
@@ -40,9 +53,7 @@ def _flag_finite_rows_kernel(
         row_bad = tl.zeros((BLOCK_N,), dtype=tl.int32)
         for d0 in range(0, dim, BLOCK_D):
             cols = d0 + offs_d
-            mask = hit[:, None] & (cols < dim)[None, :]
-            ptrs = x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :]
-            x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+            x = _load_features(x_ptr, rows, cols, hit[:, None] & (cols < dim)[None, :], dim)
             bad = (x != x) | (tl.abs(x) == float("inf"))
             row_bad = tl.maximum(row_bad, tl.max(bad.to(tl.int32), axis=1))
         tl.store(ok_ptr + first_row + start + offs_n, (row_bad == 0).to(tl.int8), mask=hit)
@@ -59,11 +70,8 @@ def _segmented_stats_update_kernel(
     dim, momentum,
     MOMENTUM_ON_VAR: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    c = tl.program_id(0)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    first_row = tl.load(starts_ptr + c)
-    total = tl.load(counts_ptr + c)  # the class's rows in the sorted order
+    # total: the class's rows in the sorted order
+    c, offs_n, offs_d, first_row, total = _class_rows(starts_ptr, counts_ptr, BLOCK_N, BLOCK_D)
     good = tl.load(good_ptr + c)  # those of them without a NaN / Inf
     if good > 0:
         first = tl.load(seen_ptr + c) == 0
@@ -80,8 +88,7 @@ def _segmented_stats_update_kernel(
                 hit = in_class & (ok != 0)
                 n_here = tl.sum(hit.to(tl.float32), axis=0)
                 mask = hit[:, None] & col_ok[None, :]
-                ptrs = x_ptr + rows.to(tl.int64)[:, None] * dim + cols[None, :]
-                x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+                x = _load_features(x_ptr, rows, cols, mask, dim)
                 # a chunk of dropped rows only (n_here = 0) changes nothing
                 mb = tl.sum(x, axis=0) / tl.maximum(n_here, 1.0)
                 dev = tl.where(mask, x - mb[None, :], 0.0)
@@ -120,6 +127,7 @@ MAX_BLOCK_D = 32  # feature dims per tile
 NUM_WARPS = 8
 
 
+# The op's parameters, as every backend takes them (fasa_fast/ops/reference.py, csrc/).
 def segmented_stats_update_launches(
     features: torch.Tensor,
     labels: torch.Tensor,
@@ -167,18 +175,8 @@ def segmented_stats_update_launches(
     ]
 
 
-def segmented_stats_update_triton(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    seen: torch.Tensor,
-    momentum: float,
-    momentum_on_var: bool,
-    nonfinite: torch.Tensor | None = None,
-) -> None:
-    """Launch the kernel: arguments as ``fasa_fast.ops.segmented_stats_update_``."""
-    launches = segmented_stats_update_launches(
-        features, labels, mean, std, seen, momentum, momentum_on_var, nonfinite
-    )
-    run(launches, mean.device)
+# the op's Triton implementation: runs the plan above (arguments as
+# ``fasa_fast.ops.segmented_stats_update_``)
+segmented_stats_update_triton = runs_plan(
+    segmented_stats_update_launches, "segmented_stats_update_triton"
+)

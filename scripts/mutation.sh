@@ -18,8 +18,8 @@
 # Environment: MUTATION_JOBS (parallel test processes, default 1), MUTATION_NICE (default 10),
 # MUTATION_MODULES (a subset of the group's modules, e.g. "fasa_fast/engine.py"), MUTATION_RERUN=1
 # (rerun only the mutants the group's last run did not kill, with the working tree's
-# tests/test_*_mutants.py (core) or tests/mmdet/test_*_units.py (mmdet), on the same snapshot:
-# to confirm that new tests kill them). Results stay in .mutation/<group>/ (MUTATION_SCRATCH:
+# test modules that hold the tests written to kill mutants: core_new_tests / mmdet_new_tests below,
+# on the same snapshot: to confirm that new tests kill them). Results stay in .mutation/<group>/ (MUTATION_SCRATCH:
 # another folder): scores.txt, survivors.diff (each surviving mutant's diff), mutmut.log.
 # MUTATION_TESTS="tests/x.py ..." replaces the group's whole test selection.
 # MUTATION_RESUME=1 goes on with an interrupted run. MUTATION_TIMEOUT_MULTIPLIER (default 60).
@@ -42,29 +42,36 @@ core_modules=(fasa_fast/engine.py fasa_fast/grouping.py fasa_fast/splits.py fasa
 # MUTATION_MODULES="fasa_fast/engine.py ..." mutates a subset of the group's modules instead.
 core_tests=(
   tests/test_engine.py tests/test_engine_streams.py tests/test_splits.py
-  tests/test_segmented_stats_update.py tests/test_sample_virtual_features.py
-  tests/test_fisher_distance.py tests/test_op_contract.py tests/test_backend_dispatch.py
+  tests/test_grouping_rules.py tests/test_segmented_stats_update.py
+  tests/test_sample_virtual_features.py tests/test_fisher_distance.py tests/test_op_wrappers.py
+  tests/test_op_registry.py tests/test_op_contract.py tests/test_backend_dispatch.py
   tests/test_losses.py tests/test_reporting.py
 )
 # The glue, without toy_lvis.py (the generator of the synthetic dataset the tests and the demo
 # train on) and demo.py (the demo's driver): what pins them trains detectors for minutes
 # (tests/mmdet/test_toy_lvis_hard.py, test_demo.py), beyond a mutation run on a CPU.
 mmdet_modules=(fasa_fast/mmdet/__init__.py fasa_fast/mmdet/bbox_heads.py fasa_fast/mmdet/cli.py
-  fasa_fast/mmdet/compat.py fasa_fast/mmdet/datasets.py fasa_fast/mmdet/hooks.py
+  fasa_fast/mmdet/checkpoint_loading.py fasa_fast/mmdet/datasets.py fasa_fast/mmdet/hooks.py
   fasa_fast/mmdet/loops.py fasa_fast/mmdet/lvis_compat.py fasa_fast/mmdet/metrics.py)
 mmdet_tests=(tests/mmdet/test_bbox_heads.py tests/mmdet/test_hook.py tests/mmdet/test_hook_units.py
-  tests/mmdet/test_glue_units.py tests/mmdet/test_adaptation_set.py
+  tests/mmdet/test_loops.py tests/mmdet/test_cli.py tests/mmdet/test_checkpoint_loading.py
+  tests/mmdet/test_datasets.py tests/mmdet/test_lvis_compat.py tests/mmdet/test_adaptation_set.py
   tests/mmdet/test_seesaw_virtual_loss.py tests/mmdet/test_metrics_and_tools.py
   # the tests that train through mmengine's Runner take 10-45 s each and would run for every
-  # mutant of the hook; test_hook_units.py and test_glue_units.py pin the same code unit by unit
+  # mutant of the hook; test_hook_units.py, test_loops.py, test_cli.py, test_datasets.py ... pin
+  # the same code unit by unit
   --deselect tests/mmdet/test_metrics_and_tools.py::test_train_resume_and_test_tools
   --deselect tests/mmdet/test_hook.py::test_paper_mode_adaptation_set_val_with_repeat_factor_sampling
   --deselect tests/mmdet/test_bbox_heads.py::test_inference_equals_the_plain_head_after_training
   # two spawned gloo processes: outside mutmut's process, so it maps to no mutant anyway
   --deselect tests/mmdet/test_adaptation_set.py::test_max_images_counts_over_all_ranks)
-# the tests written to kill mutants, which MUTATION_RERUN takes from the working tree
-core_new_tests="tests/test_*_mutants.py"
-mmdet_new_tests="tests/mmdet/test_*_units.py"
+# the test modules that hold the tests written to kill mutants, which MUTATION_RERUN takes from
+# the working tree
+core_new_tests="tests/test_engine.py tests/test_grouping_rules.py tests/test_splits.py
+  tests/test_op_wrappers.py tests/test_op_registry.py"
+mmdet_new_tests="tests/mmdet/test_hook_units.py tests/mmdet/test_loops.py tests/mmdet/test_cli.py
+  tests/mmdet/test_checkpoint_loading.py tests/mmdet/test_datasets.py
+  tests/mmdet/test_lvis_compat.py"
 marker="not slow and not cuda"
 # The Triton kernels (kernels/) are not mutated, and on the CPU they run interpreted (slow): the
 # ops' wrappers and dispatch are covered through the native and reference backends. Dynamo
@@ -213,10 +220,6 @@ write_config() {
   if [ -n "${MUTATION_TESTS:-}" ]; then
     read -r -a selection <<<"$MUTATION_TESTS"
   fi
-  # the tests written to kill mutants (tests/test_*_mutants.py) join the core group's selection
-  if [ "$group" = core ] && [ -z "${MUTATION_TESTS:-}" ]; then
-    for t in "$work"/tests/test_*_mutants.py; do [ -e "$t" ] && selection+=("tests/${t##*/}"); done
-  fi
   read -r -a modules <"$work/modules.txt"
   cp "$ROOT/pyproject.toml" "$work/pyproject.toml"
   cat >>"$work/pyproject.toml" <<EOF
@@ -289,8 +292,8 @@ rerun_group() {
     log "$group: no earlier run in $work to rerun"
     return 1
   fi
-  # only the mutant-killing tests come from the working tree: the snapshot's other tests
-  # belong to the snapshot's code (other tests may have moved on with the code)
+  # only the modules holding the mutant-killing tests come from the working tree: the
+  # snapshot's other tests belong to the snapshot's code (they may have moved on with the code)
   local -n new_tests="${group}_new_tests"
   local t
   for t in $new_tests; do cp "$t" "$work/$t"; done

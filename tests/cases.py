@@ -2,8 +2,9 @@
 benchmarks: the small layouts each op is checked on, their tolerances, and (below) the shapes
 that only large inputs reach.
 
-The CUDA kernels split their work at fixed sizes (csrc/cuda/*.cuh): segmented_stats_update_
-compacts rows in chunks of 1024 and gives each thread one feature of a 256-wide D tile;
+The CUDA kernels split their work at fixed sizes (csrc/cuda/launch_geometry.h, *_device.cuh):
+segmented_stats_update_ compacts rows in chunks of 1024 and gives each thread one feature of a
+256-wide D tile;
 sample_virtual_features selects classes in chunks of 1024 and fills a row with 256 threads of 4
 features each (1024 features per pass); fisher_distance works on 32 x 32 tiles of class pairs
 and stages D in chunks of 32. The small tables of the op tests never leave the first chunk or

@@ -1,4 +1,4 @@
-"""The CUDA kernels of csrc/cuda/*.cuh executed on the CPU, one host thread per CUDA thread
+"""The CUDA kernels of csrc/cuda/*_device.cuh executed on the CPU, one host thread per CUDA thread
 (tests/cuda_emulation), against the float64 oracles: the case tables of the op tests, the shapes
 only large inputs reach (tests/cases.py), and the emulator's own guarantees (a missing barrier
 gives a wrong answer, a divergent barrier fails instead of hanging)."""
@@ -330,6 +330,6 @@ def test_every_kernel_lives_in_a_shared_header_and_is_emulated():
     for header in sorted((ROOT / "csrc" / "cuda").glob("*.cuh")):
         text = re.sub(r"__launch_bounds__\([^)]*\)", "", header.read_text())
         kernels += re.findall(r"__global__\s+void\s+(\w+)\s*\(", text)
-    assert kernels, "found no __global__ function in csrc/cuda/*.cuh"
+    assert kernels, "found no __global__ function in csrc/cuda/*_device.cuh"
     missing = [name for name in kernels if f"fasa_fast::{name}" not in launches]
     assert not missing, f"kernels not launched by tests/cuda_emulation/launches.cpp: {missing}"

@@ -1,9 +1,9 @@
 """``scripts/mutation.sh`` (the README's mutation command) end to end on one small module.
 
 The full runs take hours on two cores (docs/reports/mutation.md); this runs the same script on
-``fasa_fast/mmdet/lvis_compat.py`` (25 mutants) against the unit tests that pin it, in a
-scratch folder: snapshot, the check that the copy is what imports, mutmut, and the score table
-it reports.
+``fasa_fast/mmdet/lvis_compat.py`` (25 mutants) against its unit tests
+(``tests/mmdet/test_lvis_compat.py``), in a scratch folder: snapshot, the check that the copy is
+what imports, mutmut, and the score table it reports.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def test_mutation_command_scores_a_module(tmp_path):
         os.environ,
         MUTATION_SCRATCH=str(tmp_path),
         MUTATION_MODULES="fasa_fast/mmdet/lvis_compat.py",
-        MUTATION_TESTS="tests/mmdet/test_glue_units.py",
+        MUTATION_TESTS="tests/mmdet/test_lvis_compat.py",
         MUTATION_JOBS="2",
     )
     done = subprocess.run(

@@ -33,8 +33,8 @@ import torch
 
 from fasa_fast.ops import _library
 from fasa_fast.ops._validate import FEATURE_DTYPES
+from tests.aot_compile_triton import SHARED_OPT_IN, TARGET
 from tests.kernel_resources import SHARED_LIMIT, format_table
-from tests.triton_aot import SHARED_OPT_IN, TARGET
 
 pytestmark = pytest.mark.skipif(not _library.triton_available(), reason="triton not installed")
 
@@ -46,7 +46,7 @@ def compiled(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     # the child imports what this process imports (fasa_fast, tests), whatever its cwd
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    code = "import sys; from tests.triton_aot import compile_all; compile_all(sys.argv[1])"
+    code = "import sys; from tests.aot_compile_triton import compile_all; compile_all(sys.argv[1])"
     proc = subprocess.run(
         [sys.executable, "-c", code, str(out)], cwd=work, env=env, capture_output=True,
         text=True, timeout=1200,

@@ -11,12 +11,12 @@ import argparse
 
 from mmengine.runner import Runner
 
+from fasa_fast.mmdet.checkpoint_loading import mmengine_checkpoint_loading
 from fasa_fast.mmdet.cli import (
     add_common_arguments,
     init_distributed_without_cuda,
     load_config,
 )
-from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -3,6 +3,8 @@
 # compensation from the head's cum_samples, objectness included); cum_samples still count real
 # RoIs only.
 _base_ = ["./mask-rcnn_r50_fpn_rfs_seesaw_24e_lvis-v1.py", "./_base_/fasa.py"]
+# The wiring below repeats the softmax-CE FASA config's: it sets keys the baseline defines, which
+# mmengine refuses in a second base (see _base_/fasa.py).
 
 lvis_train = {{_base_.train_dataloader.dataset.dataset}}
 train_dataloader = dict(  # repeat factor sampling over the images not held out

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from mmengine.runner import Runner
 
-    from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
+    from fasa_fast.mmdet.checkpoint_loading import mmengine_checkpoint_loading
     from fasa_fast.mmdet.toy_lvis import make_toy_lvis
 
     start = time.perf_counter()

@@ -131,6 +131,7 @@ def make_hard_toy_lvis(
     return make_toy_lvis(root, **options)
 
 
+# Keyword options with defaults, alike in shape to FASA.__init__'s only: no logic to share.
 def make_toy_lvis(
     root: str | Path,
     *,

@@ -1,4 +1,4 @@
-"""The CUDA kernels of ``csrc/cuda/*.cuh`` run on the CPU under a host emulation of the CUDA
+"""The CUDA kernels of ``csrc/cuda/*_device.cuh`` run on the CPU under a host emulation of the CUDA
 execution model (``emulator.h``), for tests on machines without a GPU.
 
 ``load()`` compiles ``launches.cpp`` with the host compiler (g++, a few seconds) into
@@ -31,6 +31,7 @@ SOURCES = [
     HERE / "emulator.h",
     HERE / "launches.cpp",
     ROOT / "csrc" / "philox.h",
+    *sorted((ROOT / "csrc" / "cuda").glob("*.h")),
     *sorted((ROOT / "csrc" / "cuda").glob("*.cuh")),
 ]
 SCHEDULES = {"concurrent": 0, "forward": 1, "reverse": 2}

@@ -1,5 +1,6 @@
-// Host emulation of the CUDA execution model, for running the kernels of csrc/cuda/*.cuh on a
-// machine without a GPU. Include this header before a kernel header; compile with g++ -std=c++20.
+// Host emulation of the CUDA execution model, for running the kernels of csrc/cuda/*_device.cuh
+// on a machine without a GPU. Include this header before a kernel header; compile with g++
+// -std=c++20.
 //
 // A launch runs as the hardware would run it, one block after another (blocks never share
 // memory, so any order of blocks is one the GPU could pick):

@@ -1,8 +1,8 @@
-// The CUDA kernels of csrc/cuda/*.cuh, compiled by the host compiler on top of emulator.h and
-// exposed as C functions (loaded with ctypes by tests/cuda_emulation/__init__.py). Each launch
-// uses the grid and block of its .cu launcher; the host-side preparation (contiguous copies,
-// std -> variance, the empty cases) is mirrored in Python. The last section holds small kernels
-// that test the emulator itself.
+// The CUDA kernels of csrc/cuda/*_device.cuh, compiled by the host compiler on top of
+// emulator.h and exposed as C functions (loaded with ctypes by tests/cuda_emulation/__init__.py).
+// Each launch takes its grid and block from csrc/cuda/launch_geometry.h, as the .cu launchers
+// do; the host-side preparation (contiguous copies, std -> variance, the empty cases) is
+// mirrored in Python. The last section holds small kernels that test the emulator itself.
 //
 // Every function returns 0, or 1 with the message in fasa_emu_last_error().
 #include <c10/util/BFloat16.h>
@@ -13,9 +13,9 @@
 
 #include "emulator.h"
 
-#include "../../csrc/cuda/fisher_distance_kernels.cuh"
-#include "../../csrc/cuda/sample_virtual_features_kernels.cuh"
-#include "../../csrc/cuda/segmented_stats_update_kernels.cuh"
+#include "../../csrc/cuda/fisher_distance_device.cuh"
+#include "../../csrc/cuda/sample_virtual_features_device.cuh"
+#include "../../csrc/cuda/segmented_stats_update_device.cuh"
 
 namespace {
 
@@ -45,7 +45,7 @@ void launch_stats_update(const void* x, const void* labels, float* mean, float* 
                          float momentum, bool momentum_on_var, int64_t* nonfinite,
                          const fasa_emu::LaunchOptions& opts) {
   fasa_emu::launch(fasa_fast::segmented_stats_update_kernel<scalar_t, label_t>,
-                   dim3(static_cast<unsigned>(n_classes)), dim3(fasa_fast::kThreads), opts,
+                   fasa_fast::stats_update_grid(n_classes), fasa_fast::stats_update_block(), opts,
                    static_cast<const scalar_t*>(x), static_cast<const label_t*>(labels), mean,
                    stdev, seen, n_rows, dim, momentum, momentum_on_var, nonfinite);
 }
@@ -147,11 +147,9 @@ FASA_EMU_API int fasa_emu_fisher_distance(const float* mean, const float* var, f
                                           int64_t n_classes, int64_t dim, float eps,
                                           int schedule, int64_t timeout_ms) {
   return guarded([&] {
-    const unsigned tiles =
-        static_cast<unsigned>((n_classes + fasa_fast::kTile - 1) / fasa_fast::kTile);
-    fasa_emu::launch(fasa_fast::fisher_distance_kernel, dim3(tiles, tiles),
-                     dim3(fasa_fast::kTile, fasa_fast::kTile / fasa_fast::kRowsPerThread),
-                     options(schedule, timeout_ms), mean, var, out, n_classes, dim, eps);
+    fasa_emu::launch(fasa_fast::fisher_distance_kernel, fasa_fast::fisher_distance_grid(n_classes),
+                     fasa_fast::fisher_distance_block(), options(schedule, timeout_ms), mean, var,
+                     out, n_classes, dim, eps);
   });
 }
 
@@ -161,8 +159,8 @@ FASA_EMU_API int fasa_emu_select_classes(const int64_t* seen, const float* prob,
                                          int64_t n_classes, int64_t k, int64_t capacity,
                                          int schedule, int64_t timeout_ms) {
   return guarded([&] {
-    fasa_emu::launch(fasa_fast::select_classes_kernel, dim3(1), dim3(fasa_fast::kSelectThreads),
-                     options(schedule, timeout_ms), seen, prob, key, rng_state, slot_class,
+    fasa_emu::launch(fasa_fast::select_classes_kernel, fasa_fast::select_classes_grid(),
+                     fasa_fast::select_classes_block(), options(schedule, timeout_ms), seen, prob, key, rng_state, slot_class,
                      slot_replica, counts, n_classes, k, capacity);
   });
 }
@@ -173,8 +171,8 @@ FASA_EMU_API int fasa_emu_fill_rows(const float* mean, const float* stdev, const
                                     int64_t dim, int64_t capacity, int schedule,
                                     int64_t timeout_ms) {
   return guarded([&] {
-    fasa_emu::launch(fasa_fast::fill_rows_kernel, dim3(static_cast<unsigned>(capacity)),
-                     dim3(fasa_fast::kFillThreads), options(schedule, timeout_ms), mean, stdev,
+    fasa_emu::launch(fasa_fast::fill_rows_kernel, fasa_fast::fill_rows_grid(capacity),
+                     fasa_fast::fill_rows_block(), options(schedule, timeout_ms), mean, stdev,
                      key, rng_state, slot_class, slot_replica, out, labels, dim);
   });
 }

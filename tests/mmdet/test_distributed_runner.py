@@ -152,7 +152,7 @@ def _rank_main(rank: int, world_size: int, port: int, root: str, queue) -> None:
     try:
         from mmengine.runner import Runner
 
-        from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
+        from fasa_fast.mmdet.checkpoint_loading import mmengine_checkpoint_loading
 
         os.chdir(root)  # the demo's relative data_root
         cfg = runner_config(Path(root))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from fasa_fast.mmdet.compat import mmengine_checkpoint_loading
+from fasa_fast.mmdet.checkpoint_loading import mmengine_checkpoint_loading
 from tests.mmdet.helpers import runner_config, toy_dataset
 
 

@@ -18,8 +18,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cpu(
     const at::Tensor& mean, const at::Tensor& std_, const at::Tensor& seen,
     const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity,
     const c10::optional<at::Tensor>& key) {
-  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key);
-  check::device_type(mean, "mean", at::kCPU);
+  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key, at::kCPU);
   const int64_t n_classes = mean.size(0), dim = mean.size(1);
   auto features = at::zeros({capacity, dim}, mean.options());
   auto labels = at::full({capacity}, -1, mean.options().dtype(at::kLong));

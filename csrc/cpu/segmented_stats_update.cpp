@@ -144,8 +144,7 @@ void segmented_stats_update_cpu(const at::Tensor& features, const at::Tensor& la
                                 at::Tensor mean, at::Tensor std_, at::Tensor seen,
                                 double momentum, bool momentum_on_var,
                                 const c10::optional<at::Tensor>& nonfinite) {
-  check_stats_update_args(features, labels, mean, std_, seen, momentum, nonfinite);
-  check::device_type(features, "features", at::kCPU);
+  check_stats_update_args(features, labels, mean, std_, seen, momentum, nonfinite, at::kCPU);
   if (features.size(0) == 0 || mean.size(0) == 0) return;
   int64_t* bad = nonfinite.has_value() ? nonfinite->data_ptr<int64_t>() : nullptr;
   const auto x = features.contiguous();

@@ -1,5 +1,5 @@
 // Kernels of fasa_fast::sample_virtual_features, shared verbatim by the CUDA build
-// (sample_virtual_features_kernel.cu, which launches them) and the host emulation of the tests
+// (sample_virtual_features_launch.cu, which launches them) and the host emulation of the tests
 // (tests/cuda_emulation), which runs them with one host thread per CUDA thread. Two launches,
 // no host synchronisation:
 //  1. one block draws the Bernoulli trials of all classes, ranks the selected ones in cyclic
@@ -17,12 +17,10 @@
 #endif
 
 #include "../philox.h"
+#include "launch_geometry.h"
 
 namespace fasa_fast {
 namespace {
-
-constexpr int kSelectThreads = 1024;
-constexpr int kFillThreads = 256;
 
 __global__ void __launch_bounds__(kSelectThreads)
     select_classes_kernel(const int64_t* __restrict__ seen, const float* __restrict__ prob,

@@ -41,8 +41,7 @@ float fisher_pair_sum(const float* __restrict__ mu_i, const float* __restrict__ 
 }
 
 at::Tensor fisher_distance_cpu(const at::Tensor& mean, const at::Tensor& std_, double eps) {
-  check_fisher_args(mean, std_, eps);
-  check::device_type(mean, "mean", at::kCPU);
+  check_fisher_args(mean, std_, eps, at::kCPU);
   const int64_t n_classes = mean.size(0);
   const int64_t dim = mean.size(1);
   auto out = at::zeros({n_classes, n_classes}, mean.options());

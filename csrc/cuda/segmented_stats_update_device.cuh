@@ -1,5 +1,5 @@
 // Kernel of fasa_fast::segmented_stats_update_, shared verbatim by the CUDA build
-// (segmented_stats_update_kernel.cu, which launches it) and the host emulation of the tests
+// (segmented_stats_update_launch.cu, which launches it) and the host emulation of the tests
 // (tests/cuda_emulation), which runs it with one host thread per CUDA thread.
 //
 // One launch, one block per class. A block scans the labels in chunks, compacts the rows of its
@@ -24,11 +24,12 @@
 #define FASA_STATS_HOST_DEVICE inline
 #endif
 
+#include "launch_geometry.h"
+
 namespace fasa_fast {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kItems = 4;
+constexpr int kItems = 4;  // label chunk: kThreads x kItems rows
 constexpr int kChunk = kThreads * kItems;
 
 // NaN and Inf fail, as in torch.isfinite.

@@ -1,5 +1,5 @@
 // Kernel of fasa_fast::fisher_distance, shared verbatim by the CUDA build
-// (fisher_distance_kernel.cu, which launches it) and the host emulation of the tests
+// (fisher_distance_launch.cu, which launches it) and the host emulation of the tests
 // (tests/cuda_emulation), which runs it with one host thread per CUDA thread.
 //
 // A 32 x 32 tile of class pairs per block, looping over D in shared-memory chunks; only tiles
@@ -10,11 +10,11 @@
 #pragma once
 #include <cstdint>
 
+#include "launch_geometry.h"
+
 namespace fasa_fast {
 namespace {
 
-constexpr int kTile = 32;   // classes per tile side
-constexpr int kRowsPerThread = 4;
 constexpr int kDChunk = 32;  // feature dims staged per step
 
 __global__ void __launch_bounds__(kTile * kTile / kRowsPerThread)

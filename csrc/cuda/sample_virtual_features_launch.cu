@@ -1,5 +1,5 @@
 // CUDA launches of fasa_fast::sample_virtual_features (class selection, then one block per
-// output row); the kernels themselves live in sample_virtual_features_kernels.cuh, which the
+// output row); the kernels themselves live in sample_virtual_features_device.cuh, which the
 // host emulation of the tests runs as well.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -11,17 +11,17 @@
 #include <tuple>
 
 #include "../checks.h"
-#include "sample_virtual_features_kernels.cuh"
+#include "sample_virtual_features_device.cuh"
 
 namespace fasa_fast {
 namespace {
 
+// The op's schema fixes this signature, which the CPU entry (csrc/cpu/) has too: one per key.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cuda(
     const at::Tensor& mean, const at::Tensor& std_, const at::Tensor& seen,
     const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity,
     const c10::optional<at::Tensor>& key) {
-  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key);
-  check::device_type(mean, "mean", at::kCUDA);
+  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key, at::kCUDA);
   const c10::cuda::CUDAGuard guard(mean.device());
   const int64_t n_classes = mean.size(0), dim = mean.size(1);
   auto features = at::empty({capacity, dim}, mean.options());
@@ -40,13 +40,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cuda(
   auto slots = at::empty({2, std::max<int64_t>(capacity, 1)}, mean.options().dtype(at::kInt));
   const auto mu = mean.contiguous(), sigma = std_.contiguous();
   const auto seen_c = seen.contiguous(), prob_c = prob.contiguous();
-  select_classes_kernel<<<1, kSelectThreads, 0, stream>>>(
+  select_classes_kernel<<<select_classes_grid(), select_classes_block(), 0, stream>>>(
       seen_c.const_data_ptr<int64_t>(), prob_c.const_data_ptr<float>(), key_p,
       rng_state.data_ptr<int64_t>(), slots[0].data_ptr<int32_t>(), slots[1].data_ptr<int32_t>(),
       counts.data_ptr<int64_t>(), n_classes, k, capacity);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (capacity > 0) {
-    fill_rows_kernel<<<static_cast<unsigned>(capacity), kFillThreads, 0, stream>>>(
+    fill_rows_kernel<<<fill_rows_grid(capacity), fill_rows_block(), 0, stream>>>(
         mu.const_data_ptr<float>(), sigma.const_data_ptr<float>(), key_p,
         rng_state.const_data_ptr<int64_t>(), slots[0].const_data_ptr<int32_t>(),
         slots[1].const_data_ptr<int32_t>(), features.data_ptr<float>(),

@@ -1,7 +1,8 @@
-"""Op-wrapper behaviour that mutation testing (``scripts/mutation.sh``) found unpinned: every
-argument check names its own argument (not a neighbour's), and the documented defaults
-(``momentum=0.1``, ``momentum_on_var=False``, ``eps=1e-6``, ``k=1``, ``capacity=64``) are the
-ones used, checked against the float64 oracles."""
+"""The op wrappers' argument checks and defaults: every argument check names its own argument
+(not a neighbour's), and the documented defaults (``momentum=0.1``, ``momentum_on_var=False``,
+``eps=1e-6``, ``k=1``, ``capacity=64``) are the ones used, checked against the float64 oracles;
+also the reference kernels' rounding and the random-number helpers. (A mutation run of
+``scripts/mutation.sh`` found these unpinned.)"""
 
 from __future__ import annotations
 
