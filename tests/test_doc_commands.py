@@ -43,7 +43,7 @@ RUN_BY = {
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
     "python -m benchmarks.detection_evidence": "tests/mmdet/test_detection_evidence.py (its --tiny mode)",
     "python -m benchmarks.grouping_measurement": "tests/test_grouping_measurement.py (one seed, 3 epochs, small D)",
-    "pip install -e .": "tests/test_pip_install.py in a fresh venv over torch 2.1.2 (FASA_FAST_PIP_INSTALL_TESTS=1, make mainstream; not in CI yet)",
+    "pip install -e .": "tests/test_pip_install.py in a fresh venv over torch 2.1.2 (FASA_FAST_PIP_INSTALL_TESTS=1, make mainstream, in .ci/run)",
     "python -m fasa_fast.mmdet.toy_lvis": "test_toy_lvis_command_writes_both_splits (here)",
     "python -m fasa_fast.info": "tests/test_info.py::test_module_runs_as_typed",
     'pip install -e ".[mmdet]"': "tests/test_pip_install.py (FASA_FAST_PIP_INSTALL_TESTS=1, make mainstream: over the MMDetection stack)",
@@ -57,8 +57,7 @@ RUN_BY = {
     "bash scripts/gpu_check.sh --dry": "make gpu-twin, run by make test",
     "bash scripts/gpu_check.sh": "needs a GPU (make gpu-check; its --dry mode runs in make test)",
     "bash scripts/setup_env.sh": "make env, make test's first step",
-    "make mainstream": "not in CI: run by hand (.ci/run says why: its MMDetection suite has not "
-    "been seen passing end to end); its pip tests are tests/test_pip_install.py",
+    "make mainstream": ".ci/run runs it after make oldest",
     "python -m benchmarks.adaptation_coverage": "test_adaptation_coverage_command_runs (here)",
     "python benchmarks/grouping_study.py": "test_grouping_study_command_runs (here)",
 }
