@@ -296,7 +296,7 @@ if __name__ == "__main__":
         # torch 2.14.1 (requirements/env.txt); docs/install.md has the matrix. An installed
         # torch in range is kept as it is: the extension is compiled against it.
         python_requires=">=3.10",
-        install_requires=[TORCH_REQUIREMENT, "numpy", "scikit-learn"],
+        install_requires=[TORCH_REQUIREMENT, "numpy", "scikit-learn>=1.3"],  # HDBSCAN
         extras_require={
             # The MMDetection 3.3 stack but mmcv, which PyPI has only as an sdist that cannot
             # build in isolation: install OpenMMLab's mmcv 2.1.0 wheel for your torch first (or

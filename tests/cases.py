@@ -13,7 +13,13 @@ tile; these do.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+# Statistics a real run learned (the classification example, written by
+# `python -m benchmarks.grouping_measurement`): the grouping tests run the rules on them.
+LEARNED_STATISTICS = Path(__file__).parent / "data" / "learned_statistics_synthetic.pt"
 
 STATS_TOL = {"atol": 2e-5, "rtol": 2e-5}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_pip_install import checkout, user_env
+from tests.venvs import checkout, user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLKIT = os.environ.get("FASA_FAST_CUDA12_HOME", "")

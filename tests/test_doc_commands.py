@@ -39,6 +39,8 @@ RUN_BY = {
     "python benchmarks/report.py": "test_benchmark_report_reads_the_committed_results (here)",
     "python benchmarks/profile_fasa_work.py": "test_profile_command_runs (here, on the CPU)",
     "python benchmarks/launch_budget.py": "test_launch_budget_command_runs (here, quick shapes)",
+    "python -m pytest benchmarks/test_bench_ops.py": "benchmarks/ in quick mode inside make test (same code, one round)",
+    "python -m pytest benchmarks/test_bench_overhead.py": "benchmarks/ in quick mode inside make test (same code, one round)",
     "python -m pytest benchmarks/test_bench_detector.py": "benchmarks/ in quick mode inside make test (same code, one round)",
     "pip install -e . --no-build-isolation": "scripts/setup_env.sh, run by make test",
     "python -m benchmarks.detection_evidence": "tests/mmdet/test_detection_evidence.py (its --tiny mode)",

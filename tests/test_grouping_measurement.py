@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from benchmarks import grouping_measurement as gm
 from fasa_fast.grouping import group_classes
-from tests.test_grouping_rules import FIXTURE
+from tests.cases import LEARNED_STATISTICS as FIXTURE
 
 
 def test_describe_counts_groups_shares_and_ari_by_hand():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,9 +35,10 @@ from fasa_fast.grouping import (
     group_classes,
     group_sizes,
 )
+from tests.cases import LEARNED_STATISTICS
 from tests.oracle import fisher_oracle
 
-FIXTURE = Path(__file__).parent / "data" / "learned_statistics_synthetic.pt"
+FIXTURE = LEARNED_STATISTICS
 
 
 @pytest.fixture(scope="module")

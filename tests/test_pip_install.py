@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.venvs import checkout, user_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,11 +32,6 @@ pytestmark = [
         reason="compiles the extension twice: set FASA_FAST_PIP_INSTALL_TESTS=1 (make mainstream)",
     ),
 ]
-# the checkout without build outputs or environments (what `git clone` gives a user)
-IGNORED = shutil.ignore_patterns(
-    ".git", ".venv*", "build", "*.so", "*.egg-info", "__pycache__", "results", ".mutation",
-    ".hypothesis", ".pytest_cache", ".ruff_cache", ".whl", "work_dirs", "data", ".benchmarks",
-)  # fmt: skip
 
 
 def torch_fingerprint() -> str:
@@ -57,28 +50,6 @@ def has_mmdet() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("mmdet") is not None
-
-
-def user_env(tmp_path: Path, with_torch: bool = True) -> Path:
-    """A fresh venv; with ``with_torch`` it sees this environment's packages, torch included."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    if with_torch:
-        purelib = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        # every site-packages this interpreter sees (a .pth line only adds a path)
-        outer = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
-        (Path(purelib) / "outer_env.pth").write_text("\n".join(outer) + "\n")
-    return python
-
-
-def checkout(tmp_path: Path) -> Path:
-    src = tmp_path / "fasa_fast_checkout"
-    shutil.copytree(ROOT, src, ignore=IGNORED)
-    return src
 
 
 def pip_install(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -4,24 +4,10 @@ must hold — statistics gathered, virtual features drawn after the warm-up, an 
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import torch
 
 from fasa_fast import initial_probabilities
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def readme_block(marker: str) -> str:
-    """The ```python block of README.md whose text contains ``marker``."""
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
-    found = [block for block in blocks if marker in block]
-    assert len(found) == 1, (
-        f"README.md: expected one python block with {marker!r}, found {len(found)}"
-    )
-    return found[0]
+from tests.doc_blocks import readme_block
 
 
 class Model(torch.nn.Module):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mmengine.config import Config
 
-from tests.test_readme_snippets import readme_block
+from tests.doc_blocks import readme_block
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "configs" / "fasa" / "mask-rcnn_r50_fpn_rfs_softmax-ce_24e_lvis-v1_fasa.py"
