@@ -1,8 +1,9 @@
-// The entry point of each op that has a CPU and a CUDA kernel, written once: the schema's
-// parameters, the argument checks of checks.h, then the kernel of the dispatch key it is
-// registered for. csrc/cpu/<op>.cpp and csrc/cuda/<op>_launch.cu each define only their kernel
-// (`<op>_kernel_for<at::kCPU>` / `<at::kCUDA>`, given the checked arguments as one struct) and
-// register `&<op>_entry<their device type>`. The parameter types are the ones the schema
+// The entry points of the ops with a long schema (fisher_distance's three parameters stay in
+// its files), written once for CPU and CUDA: the schema's parameters, the argument checks of
+// checks.h, then the kernel of the dispatch key it is registered for. csrc/cpu/<op>.cpp and
+// csrc/cuda/<op>_launch.cu each define only their kernel (`<op>_kernel_for<at::kCPU>` /
+// `<at::kCUDA>`, given the checked arguments as one struct) and register
+// `&<op>_entry<their device type>`. The parameter types are the ones the schema
 // (fasa_fast/ops/<op>.py) binds to; mutable tensors come by value, as the dispatcher passes them.
 #pragma once
 #include <ATen/ATen.h>
