@@ -9,8 +9,10 @@ there are the ones the launchers produce, not a second list of them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterable
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import torch
@@ -63,3 +65,33 @@ def runs_plan(plan: Callable[..., list[Launch]], name: str) -> Callable[..., Non
     entry.__doc__ = f"Run the launches of ``{plan.__name__}``: arguments as it takes them."
     entry.__signature__ = inspect.signature(plan).replace(return_annotation=None)
     return entry
+
+
+def takes_arguments_of(spec: Callable) -> Callable[[Callable], Callable]:
+    """Give a launcher the op's parameters as ``spec`` (its reference implementation) declares
+    them, so that no backend writes the op's parameter list again.
+
+    The decorated function receives the op's arguments bound by name, defaults applied, as one
+    namespace ``op`` (``op.mean``, ``op.k``, ...), then its own keyword-only parameters (a plan's
+    output buffers). It is called, and reports its signature, as ``spec`` plus those."""
+    spec_signature = inspect.signature(spec)
+
+    def decorate(function: Callable) -> Callable:
+        own = list(inspect.signature(function).parameters.values())[1:]  # after `op`
+        if any(parameter.kind is not parameter.KEYWORD_ONLY for parameter in own):
+            raise TypeError(f"{function.__name__}: expected (op, *, own keyword-only parameters)")
+
+        @functools.wraps(function)
+        def launcher(*args, **kwargs):
+            mine = {p.name: kwargs.pop(p.name) for p in own if p.name in kwargs}
+            arguments = spec_signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            return function(SimpleNamespace(**arguments.arguments), **mine)
+
+        launcher.__signature__ = spec_signature.replace(
+            parameters=[*spec_signature.parameters.values(), *own],
+            return_annotation=inspect.signature(function).return_annotation,
+        )
+        return launcher
+
+    return decorate

@@ -8,11 +8,15 @@ writes ``mean + std * N(0, 1)`` or a zero row with label -1.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import triton
 import triton.language as tl
-from fasa_fast.kernels._launch import Launch, lanes, run
+from fasa_fast.kernels._launch import Launch, lanes, run, takes_arguments_of
 from fasa_fast.kernels.philox import box_muller, philox4x32_10
+
+from fasa_fast.ops.reference import sample_virtual_features_reference
 
 
 @triton.jit
@@ -86,32 +90,24 @@ MAX_BLOCK_C = 1024  # classes per chunk of the selection scan
 MAX_BLOCK_Q = 256  # Philox quads (4 dims) per chunk of a row
 
 
-# The op's parameters, as every backend takes them, then the outputs the launches fill.
+@takes_arguments_of(sample_virtual_features_reference)  # the op's parameters, written there
 def sample_virtual_features_launches(
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    seen: torch.Tensor,
-    prob: torch.Tensor,
-    rng_state: torch.Tensor,
-    k: int,
-    capacity: int,
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    counts: torch.Tensor,
-    key: torch.Tensor | None = None,
+    op: SimpleNamespace, *, features: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor
 ) -> list[Launch]:
     """The launches that fill ``features [capacity, D]``, ``labels``, ``counts`` and advance
-    ``rng_state``, for ``C >= 1`` classes; arguments as ``fasa_fast.ops.sample_virtual_features``."""
-    num_classes, dim = mean.shape
-    key_state = rng_state if key is None else key  # the key is element 0 of either
+    ``rng_state``, for ``C >= 1`` classes; the op's arguments as
+    ``fasa_fast.ops.sample_virtual_features``, then the outputs (keyword-only)."""
+    num_classes, dim = op.mean.shape
+    capacity, rng_state = op.capacity, op.rng_state
+    key_state = rng_state if op.key is None else op.key  # the key is element 0 of either
     # slot -> (class, replica); -1 marks an unfilled slot
-    slots = torch.full((2, max(capacity, 1)), -1, dtype=torch.int32, device=mean.device)
+    slots = torch.full((2, max(capacity, 1)), -1, dtype=torch.int32, device=op.mean.device)
     launches = [
         Launch(
             _select_classes_kernel,
             (1,),
-            (seen.contiguous(), prob.contiguous(), key_state, rng_state, slots[0], slots[1], counts,
-             num_classes, k, capacity),
+            (op.seen.contiguous(), op.prob.contiguous(), key_state, rng_state, slots[0], slots[1],
+             counts, num_classes, op.k, capacity),
             {"BLOCK_C": lanes(num_classes, MAX_BLOCK_C)},
         )
     ]  # fmt: skip
@@ -120,39 +116,33 @@ def sample_virtual_features_launches(
             Launch(
                 _fill_rows_kernel,
                 (capacity,),
-                (mean.contiguous(), std.contiguous(), key_state, rng_state, slots[0], slots[1], features,
-                 labels, dim),
+                (op.mean.contiguous(), op.std.contiguous(), key_state, rng_state, slots[0], slots[1],
+                 features, labels, dim),
                 {"BLOCK_Q": lanes((dim + 3) // 4, MAX_BLOCK_Q)},
             )
         )  # fmt: skip
     return launches
 
 
-# The op's parameters again, not runs_plan (segmented_stats_update): this entry allocates the
-# outputs the plan fills and serves C = 0 without a launch.
+@takes_arguments_of(sample_virtual_features_reference)
 def sample_virtual_features_triton(
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    seen: torch.Tensor,
-    prob: torch.Tensor,
-    rng_state: torch.Tensor,
-    k: int,
-    capacity: int,
-    key: torch.Tensor | None = None,
+    op: SimpleNamespace,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the kernels: arguments and results as ``fasa_fast.ops.sample_virtual_features``."""
-    num_classes, dim = mean.shape
-    device = mean.device
-    features = torch.empty(capacity, dim, dtype=torch.float32, device=device)
-    labels = torch.empty(capacity, dtype=torch.long, device=device)
+    """Launch the kernels: arguments and results as ``fasa_fast.ops.sample_virtual_features``.
+    Not ``runs_plan`` (segmented_stats_update): this entry allocates the outputs the plan fills
+    and serves C = 0 without a launch."""
+    num_classes, dim = op.mean.shape
+    device = op.mean.device
+    features = torch.empty(op.capacity, dim, dtype=torch.float32, device=device)
+    labels = torch.empty(op.capacity, dtype=torch.long, device=device)
     counts = torch.zeros(2, dtype=torch.long, device=device)
     if num_classes == 0:
         features.zero_()
         labels.fill_(-1)
-        rng_state[1:].add_(1)
+        op.rng_state[1:].add_(1)
         return features, labels, counts
     launches = sample_virtual_features_launches(
-        mean, std, seen, prob, rng_state, k, capacity, features, labels, counts, key
+        **vars(op), features=features, labels=labels, counts=counts
     )
     run(launches, device)
     return features, labels, counts

@@ -15,10 +15,14 @@ after all tiles of its own program.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import triton
 import triton.language as tl
-from fasa_fast.kernels._launch import Launch, lanes, runs_plan
+from fasa_fast.kernels._launch import Launch, lanes, runs_plan, takes_arguments_of
+
+from fasa_fast.ops.reference import segmented_stats_update_reference
 
 
 @triton.jit
@@ -127,28 +131,19 @@ MAX_BLOCK_D = 32  # feature dims per tile
 NUM_WARPS = 8
 
 
-# The op's parameters, as every backend takes them (fasa_fast/ops/reference.py, csrc/).
-def segmented_stats_update_launches(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    seen: torch.Tensor,
-    momentum: float,
-    momentum_on_var: bool,
-    nonfinite: torch.Tensor | None = None,
-) -> list[Launch]:
+@takes_arguments_of(segmented_stats_update_reference)  # the op's parameters, written there
+def segmented_stats_update_launches(op: SimpleNamespace) -> list[Launch]:
     """The launches of one update (none for an empty batch or class set); arguments as
     ``fasa_fast.ops.segmented_stats_update_``."""
-    n_rows, dim = features.shape
-    if n_rows == 0 or mean.shape[0] == 0:
+    n_rows, dim = op.features.shape
+    num_classes = op.mean.shape[0]
+    if n_rows == 0 or num_classes == 0:
         return []
-    num_classes = mean.shape[0]
     # rows grouped by class on the device, without a host sync or atomics (bincount would read
     # the labels' maximum back to the host): a stable sort keeps each class's rows in row order
     # (deterministic chunks), ignored / background labels sort last, and a binary search of the
     # sorted labels gives each class's first row and row count
-    labels = labels.to(torch.int64)
+    labels = op.labels.to(torch.int64)
     key = torch.where((labels >= 0) & (labels < num_classes), labels, num_classes)
     sorted_key, order = torch.sort(key, stable=True)
     classes = torch.arange(num_classes + 1, device=key.device)
@@ -156,21 +151,23 @@ def segmented_stats_update_launches(
     starts, counts = bounds[:-1], bounds[1:] - bounds[:-1]
     ok = torch.empty(n_rows, dtype=torch.int8, device=key.device)  # each program its own slice
     good = torch.empty(num_classes, dtype=torch.int64, device=key.device)
-    x = features.contiguous()
+    x = op.features.contiguous()
     block = {"BLOCK_N": BLOCK_N, "BLOCK_D": lanes(dim, MAX_BLOCK_D), "num_warps": NUM_WARPS}
-    counter = nonfinite if nonfinite is not None else good  # not written without COUNT_NONFINITE
+    counter = (
+        op.nonfinite if op.nonfinite is not None else good
+    )  # not written without COUNT_NONFINITE
     return [
         Launch(
             _flag_finite_rows_kernel,
             (num_classes,),
             (x, order, starts, counts, ok, good, counter, dim),
-            {"COUNT_NONFINITE": nonfinite is not None, **block},
+            {"COUNT_NONFINITE": op.nonfinite is not None, **block},
         ),
         Launch(
             _segmented_stats_update_kernel,
             (num_classes,),
-            (x, order, starts, counts, ok, good, mean, std, seen, dim, float(momentum)),
-            {"MOMENTUM_ON_VAR": bool(momentum_on_var), **block},
+            (x, order, starts, counts, ok, good, op.mean, op.std, op.seen, dim, float(op.momentum)),
+            {"MOMENTUM_ON_VAR": bool(op.momentum_on_var), **block},
         ),
     ]
 

@@ -49,8 +49,8 @@ def planned_launches():
         for capacity in (0, 64):
             yield from sample_virtual_features_launches(
                 empty(c, dim), empty(c, dim), empty(c, dtype=torch.int64), empty(c),
-                empty(2, dtype=torch.int64), 2, capacity, empty(capacity, dim),
-                empty(capacity, dtype=torch.int64), empty(2, dtype=torch.int64),
+                empty(2, dtype=torch.int64), 2, capacity, features=empty(capacity, dim),
+                labels=empty(capacity, dtype=torch.int64), counts=empty(2, dtype=torch.int64),
             )  # fmt: skip
 
 

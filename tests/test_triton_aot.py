@@ -157,6 +157,44 @@ def test_shared_memory_within_48kb_unless_opted_in(compiled):
 # makes the tensors' device current around its launches.
 
 
+def test_launchers_take_the_reference_parameters():
+    """The Triton launchers and plans are called, and report their signature, as the op's
+    reference declares it (``takes_arguments_of``); a plan's own outputs come keyword-only."""
+    import inspect
+
+    from fasa_fast.kernels import sample_virtual_features as svf
+    from fasa_fast.kernels import segmented_stats_update as ssu
+    from fasa_fast.kernels._launch import takes_arguments_of
+
+    from fasa_fast.ops import reference
+
+    def names(function):
+        return list(inspect.signature(function).parameters)
+
+    sample = names(reference.sample_virtual_features_reference)
+    stats = names(reference.segmented_stats_update_reference)
+    assert names(svf.sample_virtual_features_triton) == sample
+    assert names(svf.sample_virtual_features_launches) == [*sample, "features", "labels", "counts"]
+    assert names(ssu.segmented_stats_update_triton) == names(ssu.segmented_stats_update_launches)
+    assert names(ssu.segmented_stats_update_launches) == stats
+
+    def spec(a, b, c=3):
+        """the op's parameters"""
+
+    @takes_arguments_of(spec)
+    def plan(op, *, out):
+        return op.a, op.b, op.c, out
+
+    assert plan(1, 2, out=4) == (1, 2, 3, 4)  # the default applied
+    assert plan(b=2, a=1, c=5, out=4) == (1, 2, 5, 4)
+    with pytest.raises(TypeError, match="'b'"):
+        plan(1, out=4)
+    with pytest.raises(TypeError):
+        plan(1, 2, 3, 4, out=4)
+    with pytest.raises(TypeError, match="keyword-only"):
+        takes_arguments_of(spec)(lambda op, out: None)
+
+
 @pytest.mark.parametrize(
     "op", ["segmented_stats_update", "fisher_distance", "sample_virtual_features"]
 )

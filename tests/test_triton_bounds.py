@@ -62,7 +62,7 @@ def test_sample_launches_stay_in_bounds(device, dim, capacity):
     counts, c_tail = guarded((2,), torch.long, device)
     run(
         sample_virtual_features_launches(
-            mean, std, seen, prob, rng, 2, capacity, features, labels, counts
+            mean, std, seen, prob, rng, 2, capacity, features=features, labels=labels, counts=counts
         ),
         torch.device(device),
     )

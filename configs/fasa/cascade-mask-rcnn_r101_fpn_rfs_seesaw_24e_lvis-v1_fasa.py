@@ -7,11 +7,7 @@ lvis_train = {{_base_.train_dataloader.dataset.dataset}}
 train_dataloader = dict(  # repeat factor sampling over the images not held out
     dataset=dict(dataset=dict(_delete_=True, type="FASAHeldOutSplit", dataset=lvis_train))
 )
-fasa = dict(  # virtual features scored with Seesaw's own loss (see the Mask R-CNN Seesaw config)
-    data_root={{_base_.data_root}},
-    ann_file={{_base_.train_dataloader.dataset.dataset.ann_file}},
-    virtual_loss="seesaw",
-)
+fasa = {{_base_.fasa_seesaw_options}}  # see the Mask R-CNN Seesaw FASA config
 
 
 def stage_head(target_stds):
@@ -32,8 +28,7 @@ def stage_head(target_stds):
     )
 
 
-# a mid-epoch (iteration) checkpoint resumes after the batches it had trained (fasa_fast.mmdet)
-train_cfg = dict(type="ResumableEpochBasedTrainLoop")
+train_cfg = {{_base_.resumable_train_loop}}
 model = dict(
     roi_head=dict(
         bbox_head=[

@@ -6,13 +6,5 @@ _base_ = ["./mask-rcnn_r50_fpn_random_softmax-ce_24e_lvis-v1.py", "./_base_/fasa
 train_dataloader = dict(
     dataset=dict(_delete_=True, type="FASAHeldOutSplit", dataset={{_base_.lvis_train}})
 )
-# a mid-epoch (iteration) checkpoint resumes after the batches it had trained (fasa_fast.mmdet)
-train_cfg = dict(type="ResumableEpochBasedTrainLoop")
-model = dict(
-    roi_head=dict(
-        bbox_head=dict(
-            type="FASAShared2FCBBoxHead",
-            fasa=dict(data_root={{_base_.data_root}}, ann_file={{_base_.train_ann_file}}),
-        )
-    )
-)
+train_cfg = {{_base_.resumable_train_loop}}
+model = dict(roi_head=dict(bbox_head={{_base_.fasa_head}}))

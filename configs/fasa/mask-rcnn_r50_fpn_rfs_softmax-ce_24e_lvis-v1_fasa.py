@@ -7,16 +7,5 @@ lvis_train = {{_base_.train_dataloader.dataset.dataset}}
 train_dataloader = dict(  # repeat factor sampling over the images not held out
     dataset=dict(dataset=dict(_delete_=True, type="FASAHeldOutSplit", dataset=lvis_train))
 )
-# a mid-epoch (iteration) checkpoint resumes after the batches it had trained (fasa_fast.mmdet)
-train_cfg = dict(type="ResumableEpochBasedTrainLoop")
-model = dict(
-    roi_head=dict(
-        bbox_head=dict(
-            type="FASAShared2FCBBoxHead",
-            fasa=dict(
-                data_root={{_base_.data_root}},
-                ann_file={{_base_.train_dataloader.dataset.dataset.ann_file}},
-            ),
-        )
-    )
-)
+train_cfg = {{_base_.resumable_train_loop}}
+model = dict(roi_head=dict(bbox_head={{_base_.fasa_head}}))

@@ -8,17 +8,15 @@
 #include <tuple>
 #include <vector>
 
-#include "../checks.h"
+#include "../op_entries.h"
 #include "../philox.h"
 
 namespace fasa_fast {
-namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cpu(
-    const at::Tensor& mean, const at::Tensor& std_, const at::Tensor& seen,
-    const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity,
-    const c10::optional<at::Tensor>& key) {
-  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key, at::kCPU);
+// the op's CPU kernel; its entry point, the argument checks included, is in csrc/op_entries.h
+template <>
+SampleResult sample_virtual_features_kernel_for<at::kCPU>(SampleArgs args) {
+  auto& [mean, std_, seen, prob, rng_state, k, capacity, key] = args;
   const int64_t n_classes = mean.size(0), dim = mean.size(1);
   auto features = at::zeros({capacity, dim}, mean.options());
   auto labels = at::full({capacity}, -1, mean.options().dtype(at::kLong));
@@ -85,10 +83,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cpu(
   return {features, labels, counts};
 }
 
-}  // namespace
-
 TORCH_LIBRARY_IMPL(fasa_fast, CPU, m) {
-  m.impl("sample_virtual_features", &sample_virtual_features_cpu);
+  m.impl("sample_virtual_features", &sample_virtual_features_entry<at::kCPU>);
 }
 
 }  // namespace fasa_fast

@@ -12,7 +12,7 @@
 #include <optional>
 #include <vector>
 
-#include "../checks.h"
+#include "../op_entries.h"
 
 namespace fasa_fast {
 namespace {
@@ -140,31 +140,28 @@ void stats_update_cpu_impl(const at::Tensor& features, const at::Tensor& labels,
   });
 }
 
-void segmented_stats_update_cpu(const at::Tensor& features, const at::Tensor& labels,
-                                at::Tensor mean, at::Tensor std_, at::Tensor seen,
-                                double momentum, bool momentum_on_var,
-                                const c10::optional<at::Tensor>& nonfinite) {
-  check_stats_update_args(features, labels, mean, std_, seen, momentum, nonfinite, at::kCPU);
-  if (features.size(0) == 0 || mean.size(0) == 0) return;
-  int64_t* bad = nonfinite.has_value() ? nonfinite->data_ptr<int64_t>() : nullptr;
-  const auto x = features.contiguous();
-  const auto lab = labels.contiguous();
+}  // namespace
+
+// the op's CPU kernel; its entry point, the argument checks included, is in csrc/op_entries.h
+template <>
+void segmented_stats_update_kernel_for<at::kCPU>(StatsUpdateArgs args) {
+  int64_t* bad = args.nonfinite.has_value() ? args.nonfinite->data_ptr<int64_t>() : nullptr;
+  const auto x = args.features.contiguous();
+  const auto lab = args.labels.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "segmented_stats_update_cpu", [&] {
         if (lab.scalar_type() == at::kLong) {
-          stats_update_cpu_impl<scalar_t, int64_t>(x, lab, mean, std_, seen, momentum,
-                                                   momentum_on_var, bad);
+          stats_update_cpu_impl<scalar_t, int64_t>(x, lab, args.mean, args.std_, args.seen,
+                                                   args.momentum, args.momentum_on_var, bad);
         } else {
-          stats_update_cpu_impl<scalar_t, int32_t>(x, lab, mean, std_, seen, momentum,
-                                                   momentum_on_var, bad);
+          stats_update_cpu_impl<scalar_t, int32_t>(x, lab, args.mean, args.std_, args.seen,
+                                                   args.momentum, args.momentum_on_var, bad);
         }
       });
 }
 
-}  // namespace
-
 TORCH_LIBRARY_IMPL(fasa_fast, CPU, m) {
-  m.impl("segmented_stats_update_", &segmented_stats_update_cpu);
+  m.impl("segmented_stats_update_", &segmented_stats_update_entry<at::kCPU>);
 }
 
 }  // namespace fasa_fast

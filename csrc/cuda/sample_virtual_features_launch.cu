@@ -10,18 +10,16 @@
 #include <optional>
 #include <tuple>
 
-#include "../checks.h"
+#include "../op_entries.h"
 #include "sample_virtual_features_device.cuh"
 
 namespace fasa_fast {
-namespace {
 
-// The op's schema fixes this signature, which the CPU entry (csrc/cpu/) has too: one per key.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cuda(
-    const at::Tensor& mean, const at::Tensor& std_, const at::Tensor& seen,
-    const at::Tensor& prob, at::Tensor rng_state, int64_t k, int64_t capacity,
-    const c10::optional<at::Tensor>& key) {
-  check_sample_args(mean, std_, seen, prob, rng_state, k, capacity, key, at::kCUDA);
+// the op's CUDA kernel launches; its entry point, the argument checks included, is in
+// csrc/op_entries.h
+template <>
+SampleResult sample_virtual_features_kernel_for<at::kCUDA>(SampleArgs args) {
+  auto& [mean, std_, seen, prob, rng_state, k, capacity, key] = args;
   const c10::cuda::CUDAGuard guard(mean.device());
   const int64_t n_classes = mean.size(0), dim = mean.size(1);
   auto features = at::empty({capacity, dim}, mean.options());
@@ -56,10 +54,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_virtual_features_cuda(
   return {features, labels, counts};
 }
 
-}  // namespace
-
 TORCH_LIBRARY_IMPL(fasa_fast, CUDA, m) {
-  m.impl("sample_virtual_features", &sample_virtual_features_cuda);
+  m.impl("sample_virtual_features", &sample_virtual_features_entry<at::kCUDA>);
 }
 
 }  // namespace fasa_fast

@@ -9,46 +9,42 @@
 
 #include <optional>
 
-#include "../checks.h"
+#include "../op_entries.h"
 #include "segmented_stats_update_device.cuh"
 
 namespace fasa_fast {
-namespace {
 
-// The op's schema fixes this signature, which the CPU entry (csrc/cpu/) has too: one per key.
-void segmented_stats_update_cuda(const at::Tensor& features, const at::Tensor& labels,
-                                 at::Tensor mean, at::Tensor std_, at::Tensor seen,
-                                 double momentum, bool momentum_on_var,
-                                 const c10::optional<at::Tensor>& nonfinite) {
-  check_stats_update_args(features, labels, mean, std_, seen, momentum, nonfinite, at::kCUDA);
-  if (features.size(0) == 0 || mean.size(0) == 0) return;
-  const c10::cuda::CUDAGuard guard(features.device());
-  const auto x = features.contiguous();
-  const auto lab = labels.contiguous();
+// the op's CUDA kernel launch; its entry point, the argument checks included, is in
+// csrc/op_entries.h
+template <>
+void segmented_stats_update_kernel_for<at::kCUDA>(StatsUpdateArgs args) {
+  const c10::cuda::CUDAGuard guard(args.features.device());
+  const auto x = args.features.contiguous();
+  const auto lab = args.labels.contiguous();
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  const dim3 grid = stats_update_grid(mean.size(0)), block = stats_update_block();
-  int64_t* bad = nonfinite.has_value() ? nonfinite->data_ptr<int64_t>() : nullptr;
+  const dim3 grid = stats_update_grid(args.mean.size(0)), block = stats_update_block();
+  int64_t* bad = args.nonfinite.has_value() ? args.nonfinite->data_ptr<int64_t>() : nullptr;
+  float* mu = args.mean.data_ptr<float>();
+  float* sigma = args.std_.data_ptr<float>();
+  int64_t* seen = args.seen.data_ptr<int64_t>();
+  const float momentum = static_cast<float>(args.momentum);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "segmented_stats_update_cuda", [&] {
         if (lab.scalar_type() == at::kLong) {
           segmented_stats_update_kernel<scalar_t, int64_t><<<grid, block, 0, stream>>>(
               x.const_data_ptr<scalar_t>(), lab.const_data_ptr<int64_t>(),
-              mean.data_ptr<float>(), std_.data_ptr<float>(), seen.data_ptr<int64_t>(),
-              x.size(0), x.size(1), static_cast<float>(momentum), momentum_on_var, bad);
+              mu, sigma, seen, x.size(0), x.size(1), momentum, args.momentum_on_var, bad);
         } else {
           segmented_stats_update_kernel<scalar_t, int32_t><<<grid, block, 0, stream>>>(
               x.const_data_ptr<scalar_t>(), lab.const_data_ptr<int32_t>(),
-              mean.data_ptr<float>(), std_.data_ptr<float>(), seen.data_ptr<int64_t>(),
-              x.size(0), x.size(1), static_cast<float>(momentum), momentum_on_var, bad);
+              mu, sigma, seen, x.size(0), x.size(1), momentum, args.momentum_on_var, bad);
         }
       });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-}  // namespace
-
 TORCH_LIBRARY_IMPL(fasa_fast, CUDA, m) {
-  m.impl("segmented_stats_update_", &segmented_stats_update_cuda);
+  m.impl("segmented_stats_update_", &segmented_stats_update_entry<at::kCUDA>);
 }
 
 }  // namespace fasa_fast
