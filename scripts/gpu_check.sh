@@ -36,7 +36,7 @@ fi
 {
   echo "date: $(date -u +%FT%TZ)"
   echo "commit: $commit"
-  echo "mode: $([ $DRY = 1 ] && echo 'dry (no GPU: build, imports, non-mmdet suite, quick benchmarks)' || echo gpu)"
+  echo "mode: $([ $DRY = 1 ] && echo 'dry (no GPU: build, imports, tests, quick benchmarks)' || echo gpu)"
   if [ $DRY = 0 ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   fi
