@@ -74,7 +74,17 @@ def takes_arguments_of(spec: Callable) -> Callable[[Callable], Callable]:
     The decorated function receives the op's arguments bound by name, defaults applied, as one
     namespace ``op`` (``op.mean``, ``op.k``, ...), then its own keyword-only parameters (a plan's
     output buffers). It is called, and reports its signature, as ``spec`` plus those."""
-    spec_signature = inspect.signature(spec)
+    spec_signature = inspect.signature(spec)  # follows functools.wraps to the reference
+    variadic = [
+        p.name
+        for p in spec_signature.parameters.values()
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if variadic:
+        raise TypeError(
+            f"takes_arguments_of: spec {getattr(spec, '__qualname__', spec)!r} must declare the op's "
+            f"parameters by name, got the variadic {variadic}"
+        )
 
     def decorate(function: Callable) -> Callable:
         own = list(inspect.signature(function).parameters.values())[1:]  # after `op`

@@ -10,6 +10,7 @@ stale registration left behind by a switch, fails here.
 from __future__ import annotations
 
 import collections
+import functools
 import importlib
 import importlib.util
 
@@ -83,6 +84,9 @@ def calls(monkeypatch):
     def wrap(module, attr, key):
         original = getattr(module, attr)
 
+        # wraps: the Triton launchers read their parameters from the reference's signature
+        # (kernels/_launch.py), and their module may first be imported while it is wrapped
+        @functools.wraps(original)
         def counting(*args, **kwargs):
             counter[key] += 1
             return original(*args, **kwargs)
