@@ -151,6 +151,10 @@ def main() -> int:
                 flags = f"{env.get('NVCC_APPEND_FLAGS', '')} -I{extra}".strip()
                 env["NVCC_APPEND_FLAGS"] = flags
             env.setdefault("MAX_JOBS", str(os.cpu_count() or 2))
+            # Python's own CFLAGS carry -g: debug info for torch's headers nearly doubles the
+            # compile time of each source (one torch-including source: 12.0 s with -g, 7.1 s
+            # with -g0, g++ 12 -O3) and nobody debugs mmcv's ops here. Last flag wins.
+            env["CFLAGS"] = f"{env.get('CFLAGS', '')} -g0".strip()
             out = Path(tmp) / "dist"
             print("[build_mmcv] building mmcv ops (about 14 minutes on 2 cores, once per machine)")
             pip("wheel", "--no-build-isolation", "--no-deps", "-w", str(out), str(src), env=env)

@@ -28,6 +28,11 @@ find_python() {
   command -v "python$want" || true
 }
 
+# One set-up of a venv at a time (.ci/run starts some ahead, in the background): a second caller
+# waits here, then finds the stamp written and returns.
+exec 9> "$VENV.lock"
+flock 9
+
 hash=$(cat "$REQ" scripts/setup_twin.sh | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.stamp-packages" 2>/dev/null)" = "$hash" ]; then
   log "$VENV up to date ($("$VENV/bin/python" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)'))"
