@@ -166,3 +166,29 @@ def test_environment_sys_path_sees_through_build_isolation(setup_module, monkeyp
         assert sitedir in paths
     assert str(tmp_path) not in paths
     assert sys.prefix in " ".join(paths)
+
+
+def test_debug_info_off_unless_cflags_ask(setup_module, monkeypatch):
+    monkeypatch.delenv("CFLAGS", raising=False)
+    assert setup_module.debug_info_flags() == ["-g0"]
+    monkeypatch.setenv("CFLAGS", "-O2 -ggdb3")  # not the plain -g the docs name
+    assert setup_module.debug_info_flags() == ["-g0"]
+    monkeypatch.setenv("CFLAGS", "-O2 -g")
+    assert setup_module.debug_info_flags() == []
+
+
+def test_built_library_carries_no_debug_info():
+    """The library this interpreter loads was compiled with -g0 (its flags came after Python's
+    -g): no DWARF sections. readelf ships with binutils, which the compiler needed."""
+    spec = importlib.util.find_spec("fasa_fast._C")
+    if spec is None or os.environ.get("CFLAGS", "").split().count("-g"):
+        pytest.skip("the extension is not built here, or was asked for debug information")
+    readelf = shutil.which("readelf")
+    assert readelf, "readelf (binutils) not found"
+    import subprocess
+
+    sections = subprocess.run(
+        [readelf, "-S", "-W", spec.origin], capture_output=True, text=True, check=True
+    ).stdout
+    assert "[" in sections, sections  # readelf listed the section table
+    assert ".debug_info" not in sections, f"{spec.origin} carries debug information"
