@@ -20,3 +20,20 @@ if MISSING:
 
     def pytest_pycollect_makemodule(module_path, parent):
         return _SkippedModule.from_parent(parent, path=module_path)
+
+else:
+
+    @pytest.fixture(autouse=True)
+    def own_visualizer():
+        """mmdet's configs name their visualizer "visualizer", and mmengine keeps one instance per
+        name per process: every Runner after the first reused the first one, which saves its
+        vis_data into the first test's work_dir. Dropping the instances after each test gives the
+        next test's Runner its own (and lets pytest remove a passing test's tmp_path)."""
+        yield
+        from mmengine.visualization import Visualizer
+
+        classes = [Visualizer]
+        while classes:
+            cls = classes.pop()
+            cls._instance_dict.clear()
+            classes.extend(cls.__subclasses__())
