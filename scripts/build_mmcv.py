@@ -7,7 +7,7 @@ headers demand C++20, this script raises mmcv's flag to C++20; nothing else is c
 
 The built wheel is cached outside the repo (``$FASA_FAST_CACHE`` or ``~/.cache/fasa_fast``),
 keyed by mmcv version, torch version and the C++ standard, so a fresh clone (CI) reuses it and
-only a fresh machine pays the ~14 minute build on 2 cores.
+only a fresh machine pays the ~6 minute build on 2 cores (with -g0; see below).
 
 Usage: ``.venv/bin/python scripts/build_mmcv.py [--version 2.1.0]``
 
@@ -156,7 +156,9 @@ def main() -> int:
             # with -g0, g++ 12 -O3) and nobody debugs mmcv's ops here. Last flag wins.
             env["CFLAGS"] = f"{env.get('CFLAGS', '')} -g0".strip()
             out = Path(tmp) / "dist"
-            print("[build_mmcv] building mmcv ops (about 14 minutes on 2 cores, once per machine)")
+            print(
+                "[build_mmcv] building mmcv ops (about 6 minutes on 2 idle cores, once per machine)"
+            )
             pip("wheel", "--no-build-isolation", "--no-deps", "-w", str(out), str(src), env=env)
             wheel_dir.mkdir(parents=True, exist_ok=True)
             for whl in out.glob("mmcv-*.whl"):

@@ -2,7 +2,7 @@
 # Creates or updates the project environment in .venv/ at the repo root; idempotent.
 #  1. .venv with the pinned packages of requirements/env.txt + constraints.txt;
 #  2. mmcv 2.1.0 with compiled ops (scripts/build_mmcv.py; the wheel is cached under
-#     ${FASA_FAST_CACHE:-~/.cache/fasa_fast}, so only a new machine pays its ~14 min build);
+#     ${FASA_FAST_CACHE:-~/.cache/fasa_fast}, so only a new machine pays its ~6 min build);
 #  3. fasa_fast itself, `pip install -e . --no-build-isolation` (C++ and, when a CUDA toolkit
 #     is found, CUDA kernels).
 # Each step is skipped when the hash of its inputs matches the stamp it left last time, so a
